@@ -1,0 +1,3 @@
+"""Raqib (رقيب): a streaming monitor for Arabic news feeds."""
+
+__version__ = "0.1.0"

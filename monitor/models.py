@@ -1,0 +1,84 @@
+"""Immutable records exchanged between the stages fetch → parse → analyze → index → alert."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One occurrence of a topic alias; offsets index the article's `text` (title + "\\n" + body)."""
+
+    topic: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    id: str
+    feed_url: str
+    source: str
+    title: str
+    summary: str
+    content: str
+    link: str
+    published: datetime  # aware, UTC
+    fetched: datetime  # aware, UTC
+    language: str = ""
+    topics: tuple[str, ...] = ()
+    matches: tuple[Match, ...] = ()
+
+    @property
+    def body(self) -> str:
+        """The searchable body: content when the feed has it, else the summary."""
+        if self.content and self.summary and self.summary not in self.content:
+            return f"{self.summary}\n{self.content}"
+        return self.content or self.summary
+
+    @property
+    def text(self) -> str:
+        """What the tagger reads; match offsets refer to this string."""
+        return f"{self.title}\n{self.body}"
+
+    @property
+    def content_hash(self) -> str:
+        """Changes when the text a reader sees changes; drives update-not-duplicate."""
+        h = hashlib.blake2b(digest_size=16)
+        for part in (self.title, self.summary, self.content, self.link):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What we remember about a feed between polls (and across restarts)."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    error_count: int = 0
+    last_error: str | None = None
+    interval: float | None = None  # seconds; adaptive
+    next_due: datetime | None = None
+    last_fetched: datetime | None = None
+    last_new: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    article: Article
+    score: float
+    highlights: dict[str, str] = field(default_factory=dict)  # field -> text with «» marks
+    snippet: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    total: int
+    hits: tuple[SearchHit, ...]
+    next_cursor: str | None = None
