@@ -17,6 +17,13 @@ class Match:
     text: str
 
 
+def body_of(summary: str, content: str) -> str:
+    """The searchable body: the content, led by the summary when the content lacks it."""
+    if content and summary and summary not in content:
+        return f"{summary}\n{content}"
+    return content or summary
+
+
 @dataclass(frozen=True, slots=True)
 class Article:
     id: str
@@ -34,10 +41,7 @@ class Article:
 
     @property
     def body(self) -> str:
-        """The searchable body: content when the feed has it, else the summary."""
-        if self.content and self.summary and self.summary not in self.content:
-            return f"{self.summary}\n{self.content}"
-        return self.content or self.summary
+        return body_of(self.summary, self.content)
 
     @property
     def text(self) -> str:

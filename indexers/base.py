@@ -1,0 +1,40 @@
+"""The index contract every backend implements (SQLite FTS5 embedded; Elasticsearch/OpenSearch).
+
+Rules for implementations:
+- `index` is idempotent: the article id is the document id, re-indexing replaces.
+- It raises IndexError_ when the backend cannot take the batch; the caller keeps the articles
+  flagged as unindexed in the store and retries, so a backend outage loses nothing.
+- Queries are strings in Raqib's query language (monitor.query); backends compile the parsed
+  tree themselves and never pass user text to a native query-string parser.
+- All datetimes are aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from monitor.models import Article, SearchPage
+
+
+@dataclass(frozen=True)
+class TrendBucket:
+    bucket: datetime  # start of the hour or day, UTC
+    topic: str
+    count: int
+
+
+class ArticleIndex(Protocol):
+    async def index(self, articles: Sequence[Article]) -> None: ...
+
+    async def search(self, query: str, *, limit: int = 20, cursor: str | None = None,
+                     sort: Literal["relevance", "date"] = "relevance") -> SearchPage: ...
+
+    async def trends(self, query: str | None = None, *, interval: Literal["hour", "day"] = "day",
+                     start: datetime | None = None, end: datetime | None = None) -> list[TrendBucket]: ...
+
+    async def count(self) -> int: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,290 @@
+"""The embedded index: SQLite FTS5 inside the store's own database file, no server needed.
+
+Each token is indexed under every reading of its proclitics (monitor.arabic.forms), so the
+FTS5 term lookup of a query word is exact: الناتو finds للناتو and بالناتو. Phrases are found
+by FTS5 (all words present) and then verified word-by-word by a SQL function using the same
+analysis as the alert matcher, so search and alerts agree on every article.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from indexers.base import TrendBucket
+from monitor.analysis import positions
+from monitor.arabic import index_terms
+from monitor.errors import IndexError_, QueryError
+from monitor.highlight import highlight, snippet
+from monitor.models import Article, SearchHit, SearchPage, body_of
+from monitor.query import (And, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
+                           parse, phrase_in, positive_keys)
+from monitor.store import ARTICLE_COLUMNS, connect, iso, row_to_article
+
+FTS_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(
+    title, body, tokenize = "unicode61 remove_diacritics 0"
+);
+"""
+_COLS = {"any": "", "title": "title : ", "body": "body : "}
+
+
+def _fts_term(t: Term) -> str:
+    return f'{_COLS[t.field]}"{t.key}"'
+
+
+def fts_expr(node: Node) -> str | None:
+    """An exact FTS5 expression for `node`, or None when FTS5 alone cannot decide it."""
+    match node:
+        case Term():
+            return _fts_term(node)
+        case Or(children=cs):
+            parts = [fts_expr(c) for c in cs]
+            return None if None in parts else "(" + " OR ".join(parts) + ")"  # type: ignore[arg-type]
+        case And(children=cs):
+            pos, neg = [], []
+            for c in cs:
+                if isinstance(c, Not):
+                    e = fts_expr(c.child)
+                    if e is None:
+                        return None
+                    neg.append(e)
+                else:
+                    e = fts_expr(c)
+                    if e is None:
+                        return None
+                    pos.append(e)
+            if not pos:
+                return None
+            expr = "(" + " AND ".join(pos) + ")"
+            return expr + "".join(f" NOT {n}" for n in neg)
+    return None
+
+
+def requires_text(node: Node) -> bool:
+    """True when every matching article contains at least one positive query word."""
+    match node:
+        case Term() | Phrase():
+            return True
+        case And(children=cs):
+            return any(requires_text(c) for c in cs)
+        case Or(children=cs):
+            return all(requires_text(c) for c in cs)
+    return False
+
+
+@dataclass
+class _Sql:
+    params: list
+
+    def compile(self, node: Node) -> str:
+        expr = fts_expr(node)
+        if expr is not None:
+            self.params.append(expr)
+            return "a.rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)"
+        match node:
+            case Phrase(keys=keys, field=field):
+                col = _COLS[field]
+                self.params.append(" AND ".join(f'{col}"{k}"' for k in keys))
+                self.params += ["\x1f".join(keys), field]
+                return ("(a.rowid IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?) "
+                        "AND raqib_phrase(a.title, a.summary, a.content, ?, ?))")
+            case Topic(id=tid):
+                self.params.append(tid)
+                return "a.rowid IN (SELECT article FROM article_topics WHERE topic = ?)"
+            case Source(id=sid):
+                self.params += [sid, sid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"]
+                return "(lower(a.source) = ? OR lower(a.source) LIKE ? ESCAPE '\\')"
+            case Lang(code=code):
+                self.params.append(code)
+                return "a.language = ?"
+            case DateRange(start=start, end=end):
+                conds = []
+                if start is not None:
+                    conds.append("a.published >= ?")
+                    self.params.append(iso(start))
+                if end is not None:
+                    conds.append("a.published < ?")
+                    self.params.append(iso(end))
+                return "(" + " AND ".join(conds or ["1"]) + ")"
+            case And(children=cs):
+                # Words combined into one FTS5 lookup are much cheaper than one lookup each.
+                words = [c for c in cs if fts_expr(c) is not None and not isinstance(c, Not)]
+                rest = [c for c in cs if c not in words]
+                parts = []
+                if len(words) > 1:
+                    parts.append(self.compile(And(tuple(words))))
+                else:
+                    rest = list(cs)
+                parts += [self.compile(c) for c in rest]
+                return "(" + " AND ".join(parts) + ")"
+            case Or(children=cs):
+                return "(" + " OR ".join(self.compile(c) for c in cs) + ")"
+            case Not(child=c):
+                return f"NOT {self.compile(c)}"
+        raise QueryError(f"cannot compile {node!r}")
+
+
+def compile_where(node: Node) -> tuple[str, list]:
+    sql = _Sql([])
+    return sql.compile(node), sql.params
+
+
+def rank_expr(node: Node) -> str | None:
+    keys = sorted(positive_keys(node))
+    return " OR ".join(f'"{k}"' for k in keys) if keys else None
+
+
+@lru_cache(maxsize=4096)
+def _positions(text: str) -> list[tuple[str, ...]]:
+    return positions(text)
+
+
+def _phrase_udf(title: str, summary: str, content: str, keys: str, field: str) -> int:
+    ks = tuple(keys.split("\x1f"))
+    if field != "body" and phrase_in(_positions(title), ks):
+        return 1
+    if field != "title":
+        return int(phrase_in(_positions(body_of(summary, content)), ks))
+    return 0
+
+
+def _cursor_offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        kind, value = cursor.split(":", 1)
+        if kind != "o":
+            raise ValueError
+        return max(0, int(value))
+    except ValueError:
+        raise QueryError(f"invalid cursor {cursor!r}") from None
+
+
+class SqliteIndex:
+    """ArticleIndex over the store's database (see indexers.base for the contract)."""
+
+    def __init__(self, db_path: Path | str):
+        self.db_path = Path(db_path)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="raqib-index")
+        self.conn = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = connect(self.db_path)
+        conn.executescript(FTS_SCHEMA)
+        conn.create_function("raqib_phrase", 5, _phrase_udf, deterministic=True)
+        return conn
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # ---- writing ----
+
+    async def index(self, articles: Sequence[Article]) -> None:
+        await self._run(self.index_sync, articles)
+
+    def index_sync(self, articles: Sequence[Article]) -> None:
+        rows = []
+        for a in articles:
+            rows.append((a.id, index_terms(a.title), index_terms(a.body)))
+        try:
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for aid, title, body in rows:
+                    r = c.execute("SELECT rowid FROM articles WHERE id = ?", (aid,)).fetchone()
+                    if r is None:
+                        raise IndexError_(f"article {aid} is not in the store")
+                    c.execute("DELETE FROM articles_fts WHERE rowid = ?", r)
+                    c.execute("INSERT INTO articles_fts (rowid, title, body) VALUES (?,?,?)",
+                              (r[0], title, body))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise IndexError_(f"{self.db_path}: indexing failed: {e}") from e
+
+    # ---- reading ----
+
+    async def search(self, query: str, *, limit: int = 20, cursor: str | None = None,
+                     sort: Literal["relevance", "date"] = "relevance") -> SearchPage:
+        return await self._run(self.search_sync, query, limit, cursor, sort)
+
+    def search_sync(self, query: str, limit: int = 20, cursor: str | None = None,
+                    sort: str = "relevance") -> SearchPage:
+        node = parse(query)
+        where, params = compile_where(node)
+        offset = _cursor_offset(cursor)
+        rank = rank_expr(node)
+        if rank and requires_text(node):
+            source = ("(SELECT rowid AS rid, bm25(articles_fts, 3.0, 1.0) AS score FROM articles_fts "
+                      "WHERE articles_fts MATCH ?) r JOIN articles a ON a.rowid = r.rid")
+            params = [rank, *params]
+        elif rank:
+            source = ("articles a LEFT JOIN (SELECT rowid AS rid, bm25(articles_fts, 3.0, 1.0) AS score "
+                      "FROM articles_fts WHERE articles_fts MATCH ?) r ON r.rid = a.rowid")
+            params = [rank, *params]
+        else:
+            source = "articles a LEFT JOIN (SELECT NULL AS rid, 0.0 AS score) r ON 0"
+        order = "a.published DESC" if sort == "date" or not rank else "coalesce(r.score, 0), a.published DESC"
+        cols = ", ".join(f"a.{c.strip()}" for c in ARTICLE_COLUMNS.split(","))
+        sql = (f"SELECT {cols}, coalesce(r.score, 0), count(*) OVER () FROM {source} "
+               f"WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?")
+        try:
+            rows = self.conn.execute(sql, [*params, limit, offset]).fetchall()
+        except sqlite3.OperationalError as e:
+            raise QueryError(f"search failed: {e}", query) from e
+        keys = positive_keys(node)
+        hits = []
+        for row in rows:
+            art = row_to_article(row)
+            hits.append(SearchHit(
+                article=art, score=-float(row[12]),
+                highlights={"title": highlight(art.title, keys)},
+                snippet=snippet(art.body, keys)))
+        total = rows[0][13] if rows else 0
+        if not rows and offset:
+            total = self.conn.execute(f"SELECT count(*) FROM {source} WHERE {where}", params).fetchone()[0]
+        nxt = f"o:{offset + limit}" if offset + limit < total else None
+        return SearchPage(total=total, hits=tuple(hits), next_cursor=nxt)
+
+    async def trends(self, query: str | None = None, *, interval: Literal["hour", "day"] = "day",
+                     start: datetime | None = None, end: datetime | None = None) -> list[TrendBucket]:
+        return await self._run(self.trends_sync, query, interval, start, end)
+
+    def trends_sync(self, query: str | None = None, interval: str = "day",
+                    start: datetime | None = None, end: datetime | None = None) -> list[TrendBucket]:
+        width = {"hour": 13, "day": 10}[interval]
+        conds, params = [], []
+        if start:
+            conds.append("t.published >= ?")
+            params.append(iso(start))
+        if end:
+            conds.append("t.published < ?")
+            params.append(iso(end))
+        if query:
+            where, qp = compile_where(parse(query))
+            conds.append(f"t.article IN (SELECT a.rowid FROM articles a WHERE {where})")
+            params += qp
+        sql = (f"SELECT substr(t.published, 1, {width}) AS b, t.topic, count(*) FROM article_topics t "
+               f"{'WHERE ' + ' AND '.join(conds) if conds else ''} GROUP BY b, t.topic ORDER BY b, t.topic")
+        out = []
+        for b, topic, n in self.conn.execute(sql, params):
+            fmt = "%Y-%m-%dT%H" if interval == "hour" else "%Y-%m-%d"
+            out.append(TrendBucket(datetime.strptime(b, fmt).replace(tzinfo=UTC), topic, n))
+        return out
+
+    async def count(self) -> int:
+        return await self._run(lambda: self.conn.execute("SELECT count(*) FROM articles_fts").fetchone()[0])
+
+    async def close(self) -> None:
+        await self._run(self.conn.close)
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,352 @@
+"""`raqib` command line. Every command takes --config DIR and --data-dir DIR.
+
+Exit status: 0 success, 1 a runtime failure (e.g. every feed failed), 2 bad configuration or
+usage (one clear message, no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+
+from monitor.errors import ConfigError, QueryError, RaqibError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="DIR", default=None,
+                   help="configuration directory (default: $RAQIB_CONFIG or ./config)")
+    p.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="where the database lives (default: data_dir in raqib.yaml, or $RAQIB_DATA_DIR)")
+    p.add_argument("--bidi", action="store_true",
+                   help="reorder Arabic for terminals without bidirectional text support")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
+                                 "for tracked topics; search them; get alerts.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the monitoring service until SIGINT/SIGTERM")
+    _common(p)
+    p = sub.add_parser("once", help="poll every feed once, index, alert, exit (for cron and tests)")
+    _common(p)
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p = sub.add_parser("search", help="search stored articles (query language: see README)")
+    _common(p)
+    p.add_argument("query")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--cursor", help="continue from a previous page's next_cursor")
+    p.add_argument("--sort", choices=["relevance", "date"], default="relevance")
+    p = sub.add_parser("trends", help="article counts per topic per day or hour")
+    _common(p)
+    p.add_argument("query", nargs="?", default=None)
+    p.add_argument("--interval", choices=["day", "hour"], default="day")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("tag", help="tag text with topics, without fetching")
+    _common(p)
+    p.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
+    p.add_argument("--jsonl", action="store_true",
+                   help='each input line is {"id", "title"?, "text"}; one JSON result per line')
+    ps = sub.add_parser("subscriptions", help="manage alert subscriptions")
+    ssub = ps.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ssub.add_parser("add", help="preview a query on stored articles, then save it as a subscription")
+    _common(p)
+    p.add_argument("id")
+    p.add_argument("query")
+    p.add_argument("--channel", action="append", required=True, help="channel name from alerts.yaml (repeatable)")
+    p.add_argument("--name", default="")
+    p.add_argument("--throttle", metavar="N/SECONDS", help="at most N messages per SECONDS, e.g. 10/3600")
+    p.add_argument("--digest", type=float, default=0, metavar="MINUTES", help="one message every MINUTES")
+    p.add_argument("--dry-run", action="store_true", help="only show what it would have matched")
+    p.add_argument("--yes", action="store_true", help="save without asking")
+    p = ssub.add_parser("list", help="list subscriptions")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p = ssub.add_parser("remove", help="remove a subscription")
+    _common(p)
+    p.add_argument("id")
+    pf = sub.add_parser("feeds", help="feed tools")
+    fsub = pf.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = fsub.add_parser("check", help="fetch and parse each feed once; print a status table")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    return ap
+
+
+def _config(args):
+    from monitor.config import load_config
+
+    cdir = args.config or os.environ.get("RAQIB_CONFIG") or "config"
+    return load_config(cdir, args.data_dir)
+
+
+def _display(args, text: str) -> str:
+    if getattr(args, "bidi", False):
+        from bidi.algorithm import get_display
+
+        return "\n".join(get_display(line) for line in text.split("\n"))
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "tag":
+            return cmd_tag(args)
+        config = _config(args)
+        from monitor.logs import setup_logging
+
+        setup_logging(config.settings.log.level, config.settings.log.json_format)
+        handler = {"run": cmd_run, "once": cmd_once, "search": cmd_search, "trends": cmd_trends,
+                   "subscriptions": cmd_subscriptions, "feeds": cmd_feeds}[args.command]
+        return handler(args, config)
+    except ConfigError as e:
+        print(f"raqib: configuration error: {e}", file=sys.stderr)
+        return 2
+    except QueryError as e:
+        print(f"raqib: bad query: {e}", file=sys.stderr)
+        return 2
+    except RaqibError as e:
+        print(f"raqib: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_run(args, config) -> int:
+    from monitor.service import Service
+
+    asyncio.run(Service(config).run())
+    return 0
+
+
+def cmd_once(args, config) -> int:
+    from monitor.service import run_once
+
+    feeds = [f for f in config.feeds if f.enabled]
+    if sys.stderr.isatty() and not args.quiet:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task("polling feeds", total=len(feeds))
+            reports, drained, delivered = asyncio.run(
+                run_once(config, lambda r: progress.advance(task)))
+    else:
+        reports, drained, delivered = asyncio.run(run_once(config))
+    by = {}
+    for r in reports:
+        by[r.status] = by.get(r.status, 0) + 1
+    summary = {"feeds": len(reports), **by, "new": sum(r.new for r in reports),
+               "updated": sum(r.updated for r in reports), "indexed": drained.indexed,
+               "alerts_queued": drained.alerts, "alert_messages_sent": delivered.messages,
+               "alert_failures": delivered.failures}
+    print(json.dumps(summary, ensure_ascii=False))
+    return 1 if reports and all(r.status in ("error", "retry-later") for r in reports) else 0
+
+
+def _open_index(config):
+    from indexers.factory import make_index
+    from monitor.store import Store
+
+    Store(config.data_dir / "raqib.db").close()  # creates the schema on first use
+    return make_index(config, config.data_dir / "raqib.db")
+
+
+def cmd_search(args, config) -> int:
+    async def go():
+        index = _open_index(config)
+        try:
+            return await index.search(args.query, limit=args.limit, cursor=args.cursor, sort=args.sort)
+        finally:
+            await index.close()
+
+    page = asyncio.run(go())
+    if args.json:
+        print(json.dumps({
+            "total": page.total, "next_cursor": page.next_cursor,
+            "hits": [{"id": h.article.id, "score": round(h.score, 4), "title": h.article.title,
+                      "title_highlighted": h.highlights.get("title", h.article.title),
+                      "source": h.article.source, "link": h.article.link,
+                      "published": h.article.published.isoformat(), "language": h.article.language,
+                      "topics": list(h.article.topics), "snippet": h.snippet} for h in page.hits]},
+            ensure_ascii=False, indent=2))
+        return 0
+    print(f"{page.total} articles")
+    for h in page.hits:
+        a = h.article
+        print(_display(args, f"\n{a.published:%Y-%m-%d %H:%M} · {a.source} · {', '.join(a.topics) or '-'}"))
+        print(_display(args, h.highlights.get("title", a.title)))
+        print(_display(args, h.snippet))
+        print(a.link)
+    if page.next_cursor:
+        print(f"\nmore: --cursor {page.next_cursor}")
+    return 0
+
+
+def cmd_trends(args, config) -> int:
+    async def go():
+        index = _open_index(config)
+        try:
+            return await index.trends(args.query, interval=args.interval)
+        finally:
+            await index.close()
+
+    buckets = asyncio.run(go())
+    if args.json:
+        print(json.dumps([{"bucket": b.bucket.isoformat(), "topic": b.topic, "count": b.count}
+                          for b in buckets]))
+    else:
+        for b in buckets:
+            print(f"{b.bucket:%Y-%m-%d %H:00}\t{b.topic}\t{b.count}")
+    return 0
+
+
+def cmd_tag(args) -> int:
+    from monitor.config import load_config
+    from monitor.topics import build_tagger
+
+    cdir = args.config or os.environ.get("RAQIB_CONFIG") or "config"
+    try:
+        tagger = build_tagger(load_config(cdir, args.data_dir).topics)
+    except ConfigError as e:
+        print(f"raqib: configuration error: {e}", file=sys.stderr)
+        return 2
+    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    with stream:
+        if not args.jsonl:
+            text = stream.read()
+            topics, matches = tagger.tag(text)
+            print(json.dumps({"topics": list(topics), "matches": [
+                {"topic": m.topic, "start": m.start, "end": m.end, "text": m.text} for m in matches]},
+                ensure_ascii=False))
+            return 0
+        status = 0
+        for n, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+                if not isinstance(doc, dict) or "text" not in doc or "id" not in doc:
+                    raise ValueError('each line needs an object with "id" and "text"')
+                title = doc.get("title") or ""
+                text = f"{title}\n{doc['text']}" if title else doc["text"]
+            except ValueError as e:
+                print(f"raqib: line {n}: {e}", file=sys.stderr)
+                status = 2
+                continue
+            topics, matches = tagger.tag(text)
+            print(json.dumps({"id": doc["id"], "topics": list(topics), "matches": [
+                {"topic": m.topic, "start": m.start, "end": m.end, "text": m.text} for m in matches]},
+                ensure_ascii=False), flush=True)
+        return status
+
+
+def cmd_subscriptions(args, config) -> int:
+    from alerts import subscriptions as subs
+    from monitor.query import parse
+    from monitor.store import Store
+
+    store = Store(config.data_dir / "raqib.db")
+    try:
+        if args.action == "list":
+            rows = subs.load_all(store)
+            if args.json:
+                print(json.dumps([s.__dict__ for s in rows], ensure_ascii=False, default=list))
+            for s in [] if args.json else rows:
+                extra = (f" throttle={s.throttle_max}/{int(s.throttle_per or 3600)}s" if s.throttle_max else "") + (
+                    f" digest={s.digest_minutes:g}min" if s.digest_minutes else "")
+                print(_display(args, f"{s.id}\t{s.query}\t→ {', '.join(s.channels)}{extra}\t({s.origin})"))
+            return 0
+        if args.action == "remove":
+            if not subs.remove(store, args.id):
+                print(f"raqib: no subscription {args.id!r}", file=sys.stderr)
+                return 1
+            print(f"removed {args.id}")
+            return 0
+        # add
+        parse(args.query)
+        unknown = [c for c in args.channel if c not in config.alerts.channels]
+        if unknown:
+            raise ConfigError(f"unknown channel {unknown[0]!r}; channels in alerts.yaml: "
+                              f"{', '.join(config.alerts.channels) or 'none'}")
+        tmax = tper = None
+        if args.throttle:
+            try:
+                a, _, b = args.throttle.partition("/")
+                tmax, tper = int(a), float(b or 3600)
+            except ValueError:
+                raise ConfigError(f"--throttle {args.throttle!r}: use N/SECONDS, e.g. 10/3600") from None
+        page = asyncio.run(_preview(config, args.query))
+        print(f"{page.total} stored articles match {args.query!r}" + (":" if page.hits else "."))
+        for h in page.hits:
+            print(_display(args, f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.highlights.get('title')}"))
+        if args.dry_run:
+            return 0
+        if sys.stdin.isatty() and not args.yes:
+            if input("save this subscription? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("not saved")
+                return 1
+        subs.save(store, subs.Subscription(args.id, args.name or args.id, args.query, tuple(args.channel),
+                                           tmax, tper, args.digest, "cli"))
+        print(f"saved {args.id}")
+        return 0
+    finally:
+        store.close()
+
+
+async def _preview(config, query):
+    index = _open_index(config)
+    try:
+        return await index.search(query, limit=5, sort="date")
+    finally:
+        await index.close()
+
+
+def cmd_feeds(args, config) -> int:
+    from monitor.fetcher import Fetcher
+    from monitor.parser import parse_feed
+    from monitor.pipeline import fetch_settings
+
+    async def check(feed):
+        started = asyncio.get_running_loop().time()
+        row = {"id": feed.id, "url": feed.url, "status": "", "items": 0, "encoding": "", "seconds": 0.0}
+        try:
+            res = await fetcher.fetch(feed.url)
+            row["status"] = f"HTTP {res.status}"
+            parsed = parse_feed(res.body or b"", res.headers, feed.url, feed.id, datetime.now(UTC))
+            row.update(items=len(parsed.articles), encoding=parsed.encoding)
+            if parsed.warnings:
+                row["status"] += " (malformed: " + parsed.warnings[0][:60] + ")"
+        except RaqibError as e:
+            row["status"] = f"error: {getattr(e, 'reason', e)}"
+        row["seconds"] = round(asyncio.get_running_loop().time() - started, 2)
+        return row
+
+    async def go():
+        nonlocal fetcher
+        async with Fetcher(fetch_settings(config)) as fetcher:
+            return await asyncio.gather(*(check(f) for f in config.feeds))
+
+    fetcher = None
+    rows = asyncio.run(go())
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table("feed", "status", "items", "encoding", "time (s)")
+        for r in rows:
+            t.add_row(r["id"], r["status"], str(r["items"]), r["encoding"], f"{r['seconds']:.2f}")
+        Console().print(t)
+    return 0 if any(r["items"] for r in rows) or not rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+

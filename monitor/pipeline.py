@@ -1,0 +1,281 @@
+"""fetch → parse → analyze → store → (index, match → outbox), one feed at a time.
+
+The store commit is the acknowledgement point: a feed's new articles and its new validators
+(ETag, Last-Modified) are committed together, so a crash before it re-fetches the same
+articles and a crash after it finds them waiting in the index and match queues."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import random
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from alerts import outbox
+from alerts.outbox import delivery_id
+from alerts.matcher import Matcher
+from alerts.message import AlertItem
+from alerts.subscriptions import Subscription, load_all, version
+from indexers.base import ArticleIndex
+from indexers.factory import make_index
+from monitor import intervals
+from monitor.analysis import analyze_article
+from monitor.config import Config, FeedConfig
+from monitor.dedup import decide
+from monitor.errors import FeedError, IndexError_, RetryLater
+from monitor.fetcher import Fetcher, FetchSettings
+from monitor.highlight import snippet
+from monitor.models import Article
+from monitor.parser import ParsedFeed, canonical_link, parse_feed
+from monitor.query import positive_keys
+from monitor.store import Store
+from monitor.tagger import Tagger, TopicRule
+from monitor.topics import build_tagger, rules_from_config
+
+log = logging.getLogger("raqib.pipeline")
+
+# ---- CPU stage, run in worker processes ----
+
+_WORKER_TAGGER: Tagger | None = None
+
+
+def _init_worker(rules: tuple[TopicRule, ...]) -> None:
+    global _WORKER_TAGGER
+    _WORKER_TAGGER = Tagger(rules)
+
+
+def parse_and_analyze(body: bytes, headers: dict[str, str], url: str, source: str,
+                      fetched: datetime, declared_language: str, tagger: Tagger | None = None) -> ParsedFeed:
+    """Parse a feed body and tag its articles (runs in a worker process)."""
+    tagger = tagger or _WORKER_TAGGER
+    assert tagger is not None
+    parsed = parse_feed(body, headers, url, source, fetched)
+    lang = declared_language or parsed.language
+    return replace(parsed, articles=tuple(analyze_article(a, tagger, lang) for a in parsed.articles))
+
+
+@dataclass
+class FeedReport:
+    feed_id: str
+    url: str
+    status: str  # ok | not-modified | error | retry-later
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    items: int = 0
+    encoding: str = ""
+    error: str = ""
+    warnings: tuple[str, ...] = ()
+    elapsed: float = 0.0
+    next_due: datetime | None = None
+
+
+@dataclass
+class DrainReport:
+    indexed: int = 0
+    matched: int = 0
+    alerts: int = 0
+    index_error: str = ""
+
+
+def fetch_settings(config: Config) -> FetchSettings:
+    return FetchSettings(**config.settings.fetch.model_dump())
+
+
+class Pipeline:
+    def __init__(self, config: Config, index: ArticleIndex | None = None, workers: int | None = None):
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = config.data_dir / "raqib.db"
+        self.store = Store(self.db_path)
+        self._db_pool = ThreadPoolExecutor(1, thread_name_prefix="raqib-store")
+        self.index = index or make_index(config, self.db_path)
+        self.tagger = build_tagger(config.topics)
+        n = config.settings.parse.workers if workers is None else workers
+        self._cpu: Executor
+        if n > 0:
+            self._cpu = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker,
+                                            initargs=(rules_from_config(config.topics),))
+        else:
+            self._cpu = ThreadPoolExecutor(1, thread_name_prefix="raqib-parse")
+        self._in_process = n == 0
+        self.fetcher = Fetcher(fetch_settings(config))
+        self.matcher = Matcher()
+        self.subscriptions: dict[str, Subscription] = {}
+        self._subs_version: tuple | None = None
+        self._drain_lock = asyncio.Lock()
+        self.on_alerts: list = []  # callbacks woken when the outbox grows
+
+    async def __aenter__(self) -> Pipeline:
+        await self.fetcher.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.fetcher.__aexit__(None, None, None)
+        await self.index.close()
+        self._cpu.shutdown(wait=True, cancel_futures=True)
+        await self.db(self.store.close)
+        self._db_pool.shutdown(wait=True)
+
+    async def db(self, fn, *args):
+        """Run a store call on the store's own thread (SQLite stays off the event loop)."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_pool, fn, *args)
+
+    # ---- one feed ----
+
+    async def poll(self, feed: FeedConfig) -> FeedReport:
+        started = time.monotonic()
+        state = await self.db(self.store.feed_state, feed.url)
+        now = datetime.now(UTC)
+        report = FeedReport(feed.id, feed.url, "ok")
+        sched = self.config.settings.schedule
+        try:
+            result = await self.fetcher.fetch(feed.url, state.etag, state.last_modified)
+            if result.not_modified:
+                report.status = "not-modified"
+                interval = intervals.next_interval(state.interval, 0, sched, fixed=feed.interval)
+                new_state = replace(state, error_count=0, last_error=None, interval=interval,
+                                    last_fetched=now, next_due=now + timedelta(seconds=interval),
+                                    etag=result.etag or state.etag,
+                                    last_modified=result.last_modified or state.last_modified)
+                await self.db(self.store.save_feed_state, new_state)
+            else:
+                parsed = await self._parse(result.body or b"", result.headers, feed, now)
+                report.items, report.encoding, report.warnings = (
+                    len(parsed.articles), parsed.encoding, parsed.warnings)
+                for w in parsed.warnings:
+                    log.warning("feed is malformed; kept what could be read",
+                                extra={"feed": feed.id, "url": feed.url, "problem": w})
+                ids = [a.id for a in parsed.articles]
+                known = await self.db(self.store.known, ids)
+                by_link = await self.db(self.store.ids_for_links,
+                                        [canonical_link(a.link) for a in parsed.articles])
+                d = decide(parsed.articles, known, by_link)
+                report.new, report.updated, report.unchanged = len(d.new), len(d.updated), d.unchanged
+                ttl = parsed.ttl_minutes * 60 if parsed.ttl_minutes else None
+                interval = intervals.next_interval(state.interval, len(d.new), sched, ttl, feed.interval)
+                new_state = replace(state, etag=result.etag, last_modified=result.last_modified,
+                                    error_count=0, last_error=None, interval=interval, last_fetched=now,
+                                    last_new=now if d.new else state.last_new,
+                                    next_due=now + timedelta(seconds=interval))
+                await self.db(self.store.ingest, d.new, d.updated, d.link_keys, new_state)
+        except FeedError as e:
+            retry_after = e.retry_after if isinstance(e, RetryLater) else None
+            report.status = "retry-later" if retry_after is not None else "error"
+            report.error = e.reason
+            count = state.error_count + 1
+            base = state.interval or feed.interval or sched.default_interval
+            delay = intervals.error_delay(base, count, sched, retry_after)
+            new_state = replace(state, error_count=count, last_error=e.reason, last_fetched=now,
+                                next_due=now + timedelta(seconds=delay))
+            await self.db(self.store.save_feed_state, new_state)
+            log.error("feed failed", extra={"feed": feed.id, "url": feed.url, "error": e.reason,
+                                            "errors_in_a_row": count, "retry_in": round(delay)})
+        report.elapsed = time.monotonic() - started
+        report.next_due = new_state.next_due
+        if report.status == "ok":
+            log.info("feed polled", extra={"feed": feed.id, "items": report.items, "new": report.new,
+                                           "updated": report.updated, "seconds": round(report.elapsed, 3)})
+        return report
+
+    async def _parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
+                     now: datetime) -> ParsedFeed:
+        loop = asyncio.get_running_loop()
+        args = (body, headers, feed.url, feed.id, now, feed.language)
+        if self._in_process:
+            return await loop.run_in_executor(self._cpu, parse_and_analyze, *args, self.tagger)
+        return await loop.run_in_executor(self._cpu, parse_and_analyze, *args)
+
+    async def poll_all(self, feeds: list[FeedConfig], on_done=None) -> list[FeedReport]:
+        """Poll many feeds concurrently; one feed's failure never affects another."""
+        sem = asyncio.Semaphore(self.config.settings.fetch.total_limit)
+
+        async def one(f: FeedConfig) -> FeedReport:
+            async with sem:
+                try:
+                    r = await self.poll(f)
+                except Exception as e:  # a bug on one feed must not stop the poll
+                    log.exception("feed crashed", extra={"feed": f.id, "url": f.url})
+                    r = FeedReport(f.id, f.url, "error", error=f"{type(e).__name__}: {e}")
+            if on_done:
+                on_done(r)
+            return r
+
+        return list(await asyncio.gather(*(one(f) for f in feeds)))
+
+    # ---- index and match queues ----
+
+    async def drain(self, batch: int = 500) -> DrainReport:
+        """Work off the index and match queues (also what start-up recovery does)."""
+        report = DrainReport()
+        async with self._drain_lock:
+            while True:
+                pending = await self.db(self.store.pending, "indexed", batch)
+                if not pending:
+                    break
+                try:
+                    await self.index.index([a for _, a in pending])
+                except IndexError_ as e:
+                    report.index_error = str(e)
+                    log.error("index unavailable; articles stay queued", extra={"error": str(e)})
+                    break
+                await self.db(self.store.mark, "indexed", [k for k, _ in pending])
+                report.indexed += len(pending)
+                if len(pending) < batch:
+                    break
+            await self._refresh_matcher()
+            while True:
+                pending = await self.db(self.store.pending, "matched", batch)
+                if not pending:
+                    break
+                items = await asyncio.to_thread(self._alerts_for, [a for _, a in pending])
+                added = await self.db(outbox.enqueue_and_mark, self.store, items,
+                                      [k for k, _ in pending], time.time())
+                report.matched += len(pending)
+                report.alerts += added
+                if len(pending) < batch:
+                    break
+        if report.alerts:
+            for cb in self.on_alerts:
+                cb()
+        return report
+
+    async def _refresh_matcher(self) -> None:
+        v = await self.db(version, self.store)
+        if v == self._subs_version:
+            return
+        subs = await self.db(load_all, self.store)
+        self.subscriptions = {s.id: s for s in subs}
+        self.matcher = Matcher((s.id, s.query) for s in subs)
+        self._subs_version = v
+
+    def _alerts_for(self, articles: list[Article]) -> list[tuple[str, AlertItem]]:
+        items = []
+        for a in articles:
+            for sid in self.matcher.match(a):
+                sub = self.subscriptions[sid]
+                keys = positive_keys(self.matcher.rules[sid].node)
+                snip = snippet(a.body or a.title, keys) if keys else snippet(
+                    a.body or a.title, {m.text for m in a.matches})
+                for ch in sub.channels:
+                    items.append((ch, AlertItem(
+                        delivery_id=delivery_id(sid, a.id, ch), subscription_id=sid,
+                        subscription_name=sub.name, query=sub.query, article_id=a.id, title=a.title,
+                        source=a.source, link=a.link, topics=a.topics, snippet=snip,
+                        published=a.published, language=a.language)))
+        return items
+
+
+def jittered(seconds: float, jitter: float) -> float:
+    return seconds + random.uniform(0, jitter)
+
+
+__all__ = ["Pipeline", "FeedReport", "DrainReport", "parse_and_analyze"]

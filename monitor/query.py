@@ -1,0 +1,373 @@
+"""The one query language of Raqib, for search and for alert rules alike.
+
+    word                 a word; Arabic words match with proclitics (الناتو ⇒ للناتو, بالناتو)
+    "exact phrase"       consecutive words (“…” and «…» work too)
+    a b  /  a AND b      both
+    a OR b               either
+    NOT a  /  -a         without
+    ( … )                grouping
+    title:word           in the title only (title:"a phrase" too); text:word in the body only
+    topic:nato           tagged with a topic id
+    source:bbc-arabic    from a source id (source:bbc matches bbc-arabic, bbc-…)
+    lang:ar              in a language
+    date:2024-12-01..2024-12-31, date:2024-12, date:>=2024-12-01, date:<2025, date:7d, date:24h
+
+Operators are upper-case; lower-case "or"/"and" are plain words. The parser produces an
+immutable tree; each backend compiles the same tree (SQL for the embedded index, query DSL for
+a cluster, a predicate for the alert matcher), so an alert fires exactly when a search would
+find the article.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from monitor.arabic import WORD_RE, normalize, query_key
+from monitor.errors import QueryError
+
+TEXT_FIELDS = ("any", "title", "body")
+
+
+@dataclass(frozen=True)
+class Term:
+    key: str
+    raw: str
+    field: str = "any"  # any | title | body
+
+
+@dataclass(frozen=True)
+class Phrase:
+    keys: tuple[str, ...]
+    raw: str
+    field: str = "any"
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: str
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+
+
+@dataclass(frozen=True)
+class Lang:
+    code: str
+
+
+@dataclass(frozen=True)
+class DateRange:
+    start: datetime | None  # inclusive
+    end: datetime | None  # exclusive
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    child: Node
+
+
+Node = Term | Phrase | Topic | Source | Lang | DateRange | And | Or | Not
+
+_QUOTES = {'"': '"', "“": "”", "«": "»", "”": "”"}
+_FIELD_RE = re.compile(r"(title|text|topic|source|lang|date):", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # ( ) OR AND NOT WORD PHRASE
+    value: str
+    pos: int
+    field: str | None = None
+
+
+def _lex(q: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    i, n = 0, len(q)
+    while i < n:
+        ch = q[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if ch in "()":
+            out.append(_Tok(ch, ch, i))
+            i += 1
+            continue
+        start = i
+        field = None
+        negate = False
+        if ch == "-" and i + 1 < n and not q[i + 1].isspace():
+            negate = True
+            i += 1
+        m = _FIELD_RE.match(q, i)
+        if m:
+            field = m.group(1).lower()
+            i = m.end()
+        if i < n and q[i] in _QUOTES:
+            close = _QUOTES[q[i]]
+            j = q.find(close, i + 1)
+            if j < 0:
+                raise QueryError("unclosed quote", q, i)
+            if negate:
+                out.append(_Tok("NOT", "-", start))
+            out.append(_Tok("PHRASE", q[i + 1:j], start, field))
+            i = j + 1
+            continue
+        j = i
+        while j < n and not q[j].isspace() and q[j] not in "()":
+            j += 1
+        word = q[i:j]
+        if field and not word:
+            raise QueryError(f"{field}: needs a value", q, start)
+        if negate:
+            out.append(_Tok("NOT", "-", start))
+        if field is None and word in ("OR", "AND", "NOT", "|", "&"):
+            out.append(_Tok({"|": "OR", "&": "AND"}.get(word, word), word, start))
+        else:
+            out.append(_Tok("WORD", word, start, field))
+        i = j
+    return out
+
+
+class _Parser:
+    def __init__(self, q: str, now: datetime):
+        self.q, self.now = q, now
+        self.toks = _lex(q)
+        self.i = 0
+
+    def peek(self) -> _Tok | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def parse(self) -> Node:
+        if not self.toks:
+            raise QueryError("empty query", self.q)
+        node = self.or_expr()
+        tok = self.peek()
+        if tok is not None:
+            raise QueryError(f"unexpected {tok.value!r}", self.q, tok.pos)
+        return node
+
+    def or_expr(self) -> Node:
+        parts = [self.and_expr()]
+        while (tok := self.peek()) is not None and tok.kind == "OR":
+            self.take()
+            parts.append(self.and_expr())
+        return parts[0] if len(parts) == 1 else Or(tuple(parts))
+
+    def and_expr(self) -> Node:
+        parts = [self.unary()]
+        while (tok := self.peek()) is not None and tok.kind not in ("OR", ")"):
+            if tok.kind == "AND":
+                self.take()
+            parts.append(self.unary())
+        return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+    def unary(self) -> Node:
+        tok = self.peek()
+        if tok is None:
+            raise QueryError("query ends where a word was expected", self.q, len(self.q))
+        if tok.kind == "NOT":
+            self.take()
+            return Not(self.unary())
+        return self.primary()
+
+    def primary(self) -> Node:
+        tok = self.take()
+        if tok.kind == "(":
+            node = self.or_expr()
+            close = self.peek()
+            if close is None or close.kind != ")":
+                raise QueryError("missing ')'", self.q, tok.pos)
+            self.take()
+            return node
+        if tok.kind in ("WORD", "PHRASE"):
+            return self.leaf(tok)
+        raise QueryError(f"unexpected {tok.value!r}", self.q, tok.pos)
+
+    def leaf(self, tok: _Tok) -> Node:
+        field = tok.field
+        value = tok.value
+        if field in (None, "title", "text"):
+            tfield = {"title": "title", "text": "body"}.get(field or "", "any")
+            words = [m.group() for m in WORD_RE.finditer(value)]
+            if not words:
+                raise QueryError(f"{value!r} has no searchable word", self.q, tok.pos)
+            keys = tuple(query_key(w) for w in words)
+            if tok.kind == "PHRASE" and len(keys) > 1:
+                return Phrase(keys, value, tfield)
+            if len(keys) == 1:
+                return Term(keys[0], value, tfield)
+            # a bare token that splits into several words (e.g. "U.S.") is a phrase
+            return Phrase(keys, value, tfield)
+        if field == "topic":
+            return Topic(value.lower())
+        if field == "source":
+            return Source(value.lower())
+        if field == "lang":
+            return Lang(value.lower())
+        if field == "date":
+            try:
+                return parse_date_range(value, self.now)
+            except ValueError as e:
+                raise QueryError(f"date:{value}: {e}", self.q, tok.pos) from None
+        raise QueryError(f"unknown field {field!r}", self.q, tok.pos)  # pragma: no cover
+
+
+def parse(query: str, now: datetime | None = None) -> Node:
+    """Parse a query; raises QueryError naming what is wrong and where."""
+    return _Parser(query, now or datetime.now(UTC)).parse()
+
+
+_REL_RE = re.compile(r"^(\d+)([hdw])$")
+
+
+def _parse_point(s: str, end: bool) -> datetime:
+    """A date, month or year; as an end bound it means the end of that period."""
+    s = normalize(s)
+    for fmt, step in (("%Y-%m-%dT%H:%M", timedelta(minutes=1)), ("%Y-%m-%d", timedelta(days=1))):
+        try:
+            d = datetime.strptime(s, fmt).replace(tzinfo=UTC)
+            return d + step if end else d
+        except ValueError:
+            pass
+    if re.fullmatch(r"\d{4}-\d{2}", s):
+        y, m = map(int, s.split("-"))
+        d = datetime(y, m, 1, tzinfo=UTC)
+        if end:
+            return datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=UTC)
+        return d
+    if re.fullmatch(r"\d{4}", s):
+        y = int(s)
+        return datetime(y + 1 if end else y, 1, 1, tzinfo=UTC)
+    raise ValueError(f"{s!r} is not a date (use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
+
+
+def parse_date_range(value: str, now: datetime) -> DateRange:
+    v = normalize(value)
+    if m := _REL_RE.match(v):
+        n, unit = int(m.group(1)), m.group(2)
+        delta = {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+        return DateRange(now - delta, None)
+    if ".." in v:
+        a, b = v.split("..", 1)
+        return DateRange(_parse_point(a, False) if a else None, _parse_point(b, True) if b else None)
+    for op in (">=", "<=", ">", "<"):
+        if v.startswith(op):
+            rest = v[len(op):]
+            if op == ">=":
+                return DateRange(_parse_point(rest, False), None)
+            if op == ">":
+                return DateRange(_parse_point(rest, True), None)
+            if op == "<=":
+                return DateRange(None, _parse_point(rest, True))
+            return DateRange(None, _parse_point(rest, False))
+    return DateRange(_parse_point(v, False), _parse_point(v, True))
+
+
+# ---- evaluation against one analyzed article (alert matcher, tests, verification) ----
+
+@dataclass(frozen=True)
+class AnalyzedDoc:
+    """An article as the query language sees it; built by analysis.analyzed_doc()."""
+
+    title: Sequence[tuple[str, ...]]
+    body: Sequence[tuple[str, ...]]
+    title_keys: frozenset[str]
+    body_keys: frozenset[str]
+    topics: frozenset[str]
+    source: str
+    lang: str
+    published: datetime
+
+
+def source_matches(pattern: str, source: str) -> bool:
+    s = source.lower()
+    return s == pattern or s.startswith(pattern + "-")
+
+
+def phrase_in(positions: Sequence[tuple[str, ...]], keys: tuple[str, ...]) -> bool:
+    k = len(keys)
+    first = keys[0]
+    for i in range(len(positions) - k + 1):
+        if first in positions[i] and all(keys[j] in positions[i + j] for j in range(1, k)):
+            return True
+    return False
+
+
+def evaluate(node: Node, doc: AnalyzedDoc) -> bool:
+    match node:
+        case Term(key=key, field=field):
+            return (field != "body" and key in doc.title_keys) or (field != "title" and key in doc.body_keys)
+        case Phrase(keys=keys, field=field):
+            return (field != "body" and phrase_in(doc.title, keys)) or (
+                field != "title" and phrase_in(doc.body, keys))
+        case Topic(id=tid):
+            return tid in doc.topics
+        case Source(id=sid):
+            return source_matches(sid, doc.source)
+        case Lang(code=code):
+            return doc.lang == code
+        case DateRange(start=start, end=end):
+            return (start is None or doc.published >= start) and (end is None or doc.published < end)
+        case And(children=children):
+            return all(evaluate(c, doc) for c in children)
+        case Or(children=children):
+            return any(evaluate(c, doc) for c in children)
+        case Not(child=child):
+            return not evaluate(child, doc)
+    raise TypeError(f"not a query node: {node!r}")
+
+
+def positive_keys(node: Node) -> set[str]:
+    """Word keys that make a document match (for highlighting): everything not under NOT."""
+    match node:
+        case Term(key=key):
+            return {key}
+        case Phrase(keys=keys):
+            return set(keys)
+        case And(children=cs) | Or(children=cs):
+            return set().union(*(positive_keys(c) for c in cs))
+    return set()
+
+
+def to_string(node: Node) -> str:
+    """Canonical text of a tree (stable: used to compare and deduplicate rules)."""
+    match node:
+        case Term(raw=raw, field=field):
+            return {"any": "", "title": "title:", "body": "text:"}[field] + raw
+        case Phrase(raw=raw, field=field):
+            return {"any": "", "title": "title:", "body": "text:"}[field] + f'"{raw}"'
+        case Topic(id=i):
+            return f"topic:{i}"
+        case Source(id=i):
+            return f"source:{i}"
+        case Lang(code=c):
+            return f"lang:{c}"
+        case DateRange(start=s, end=e):
+            return f"date:{s.isoformat() if s else ''}..{e.isoformat() if e else ''}"
+        case And(children=cs):
+            return " ".join(f"({to_string(c)})" if isinstance(c, Or) else to_string(c) for c in cs)
+        case Or(children=cs):
+            return " OR ".join(to_string(c) for c in cs)
+        case Not(child=c):
+            return f"-({to_string(c)})" if isinstance(c, (And, Or)) else f"-{to_string(c)}"
+    raise TypeError(node)

@@ -1,0 +1,125 @@
+"""The long-running service (`raqib run`) and the single pass (`raqib once`).
+
+One APScheduler job per feed, each with its own interval and jitter, coalesced, at most one
+instance at a time. After each poll the job is re-timed from the feed's adaptive interval or
+error back-off. On SIGINT/SIGTERM no new polls start, polls in flight finish, the queues are
+drained and the outbox gets a last delivery round; whatever is left stays in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from alerts.delivery import Deliverer, DeliveryReport, make_channels
+from alerts.subscriptions import sync_from_config
+from monitor.config import Config, FeedConfig
+from monitor.pipeline import DrainReport, FeedReport, Pipeline
+
+log = logging.getLogger("raqib.service")
+SHUTDOWN_GRACE = 30.0
+
+
+async def start(pipeline: Pipeline) -> DrainReport:
+    """Sync subscriptions from alerts.yaml and work off anything a previous run left queued."""
+    await pipeline.db(sync_from_config, pipeline.store, pipeline.config.alerts.subscriptions)
+    report = await pipeline.drain()
+    if report.indexed or report.matched:
+        log.info("recovered queued work", extra={"indexed": report.indexed, "matched": report.matched})
+    return report
+
+
+def make_deliverer(pipeline: Pipeline) -> Deliverer:
+    channels = make_channels(pipeline.config.alerts.channels)
+    d = Deliverer(pipeline.store, pipeline.db, channels, pipeline.config.settings.alerts)
+    pipeline.on_alerts.append(d.wake.set)
+    return d
+
+
+async def run_once(config: Config, on_feed=None, feeds: list[FeedConfig] | None = None
+                   ) -> tuple[list[FeedReport], DrainReport, DeliveryReport]:
+    """Poll every enabled feed once, index, match, deliver; then return."""
+    async with Pipeline(config) as p:
+        await start(p)
+        deliverer = make_deliverer(p)
+        reports = await p.poll_all(feeds or [f for f in config.feeds if f.enabled], on_feed)
+        drained = await p.drain()
+        delivered = await deliverer.run_once()
+        return reports, drained, delivered
+
+
+class Service:
+    def __init__(self, config: Config):
+        self.config = config
+        self.stop = asyncio.Event()
+        self.in_flight: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._request_stop, sig)
+        async with Pipeline(self.config) as p:
+            self.pipeline = p
+            await start(p)
+            deliverer = make_deliverer(p)
+            delivery = asyncio.create_task(deliverer.run_forever(self.stop))
+            states = await p.db(p.store.feed_states)
+            sched = self.config.settings.schedule
+            self.scheduler = AsyncIOScheduler(timezone=UTC, event_loop=loop)
+            now = datetime.now(UTC)
+            feeds = [f for f in self.config.feeds if f.enabled]
+            for i, feed in enumerate(feeds):
+                st = states.get(feed.url)
+                interval = (st.interval if st and st.interval else None) or feed.interval or sched.default_interval
+                first = st.next_due if st and st.next_due and st.next_due > now else (
+                    now + timedelta(seconds=random.uniform(0, min(10.0, len(feeds) * 0.05))))
+                self.scheduler.add_job(
+                    self._poll_job, IntervalTrigger(seconds=interval, jitter=sched.jitter),
+                    args=[feed], id=feed.id, name=feed.url, coalesce=True, max_instances=1,
+                    next_run_time=first, misfire_grace_time=int(interval))
+            self.scheduler.start()
+            log.info("service started", extra={"feeds": len(feeds), "data_dir": str(self.config.data_dir)})
+            await self.stop.wait()
+            log.info("stopping: finishing polls in flight", extra={"in_flight": len(self.in_flight)})
+            self.scheduler.shutdown(wait=False)
+            if self.in_flight:
+                await asyncio.wait(self.in_flight, timeout=SHUTDOWN_GRACE)
+            await p.drain()
+            await delivery
+            await deliverer.run_once()
+        log.info("service stopped")
+
+    def _request_stop(self, sig: signal.Signals) -> None:
+        log.info("signal received", extra={"signal": sig.name})
+        self.stop.set()
+
+    async def _poll_job(self, feed: FeedConfig) -> None:
+        if self.stop.is_set():
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self.in_flight.add(task)
+        try:
+            report = await self.pipeline.poll(feed)
+            await self.pipeline.drain()
+            self._retime(feed, report)
+        except Exception:
+            log.exception("poll job failed", extra={"feed": feed.id})
+        finally:
+            self.in_flight.discard(task)
+
+    def _retime(self, feed: FeedConfig, report: FeedReport) -> None:
+        if report.next_due is None or self.stop.is_set():
+            return
+        job = self.scheduler.get_job(feed.id)
+        if job is None:
+            return
+        sched = self.config.settings.schedule
+        interval = max(sched.min_interval, (report.next_due - datetime.now(UTC)).total_seconds())
+        job.reschedule(IntervalTrigger(seconds=interval, jitter=sched.jitter,
+                                       start_date=report.next_due))

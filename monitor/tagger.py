@@ -1,0 +1,163 @@
+"""Topic tagging: which tracked topics an article mentions, and where.
+
+All alias, context and exclusion phrases of all topics go into one Aho-Corasick automaton
+(pyahocorasick) run once over the normalized text; a hit counts only when it starts a word
+(or follows a chain of proclitics: للناتو, بكورسك) and ends one (so سيناتور, سيكورسكي and
+الناتج never match). Weak aliases (a lone بودابست or الأطلسي) need a context phrase nearby,
+and an exclusion phrase (المحيط الأطلسي, اتفاقية بودابست) cancels any hit inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import ahocorasick
+
+from monitor.arabic import MARKS_RE, NORMALIZE_TABLE, is_arabic, normalize, proclitic_ok
+from monitor.models import Match
+
+STRONG, WEAK, CONTEXT, EXCLUDE = "alias", "weak", "context", "exclude"
+_MAX_PREFIX = 4  # longest proclitic chain (e.g. وبال)
+
+
+@dataclass(frozen=True)
+class TopicRule:
+    id: str
+    aliases: tuple[str, ...]
+    weak_aliases: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    context_window: int = 150  # characters on either side of a weak alias
+
+
+def pattern_of(phrase: str) -> str:
+    """Normalized search pattern; a leading article is dropped and re-admitted as a proclitic."""
+    p = " ".join(normalize(phrase).split())
+    if p.startswith("ال") and is_arabic(p) and len(p.split(" ")[0]) - 2 >= 3:
+        p = p[2:]
+    return p
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+@dataclass
+class _Hit:
+    topic: str
+    kind: str
+    start: int  # normalized-text offsets, word start including proclitics
+    end: int
+
+
+@dataclass
+class Tagger:
+    rules: tuple[TopicRule, ...]
+    _automaton: ahocorasick.Automaton = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        table: dict[str, list[tuple[str, str]]] = {}
+        for rule in self.rules:
+            for kind, phrases in ((STRONG, rule.aliases), (WEAK, rule.weak_aliases),
+                                  (CONTEXT, rule.context), (EXCLUDE, rule.exclude)):
+                for phrase in phrases:
+                    pat = pattern_of(phrase)
+                    if pat:
+                        table.setdefault(pat, []).append((rule.id, kind))
+        automaton = ahocorasick.Automaton()
+        for pat, entries in table.items():
+            automaton.add_word(pat, (len(pat), tuple(entries)))
+        if table:
+            automaton.make_automaton()
+        self._automaton = automaton
+        self._by_id = {r.id: r for r in self.rules}
+
+    @property
+    def topic_ids(self) -> tuple[str, ...]:
+        return tuple(r.id for r in self.rules)
+
+    def tag(self, text: str) -> tuple[tuple[str, ...], tuple[Match, ...]]:
+        """(topic ids in rule order, matches sorted by position) for `text`."""
+        if not self.rules or not text:
+            return (), ()
+        norm, to_orig = _normalize_with_map(text)
+        hits = self._hits(norm)
+        matches = self._decide(hits)
+        out = []
+        for h in matches:
+            s, e = to_orig(h.start), to_orig(h.end - 1) + 1
+            while e < len(text) and MARKS_RE.match(text, e):  # trailing shadda/harakat
+                e += 1
+            out.append(Match(h.topic, s, e, text[s:e]))
+        out.sort(key=lambda m: (m.start, m.end, m.topic))
+        found = {m.topic for m in out}
+        return tuple(t for t in self.topic_ids if t in found), tuple(out)
+
+    def _hits(self, norm: str) -> list[_Hit]:
+        hits = []
+        n = len(norm)
+        for end_idx, (length, entries) in self._automaton.iter(norm):
+            start, end = end_idx - length + 1, end_idx + 1
+            if end < n and _is_word_char(norm[end]):
+                continue
+            word_start = start
+            while word_start > 0 and _is_word_char(norm[word_start - 1]) and start - word_start <= _MAX_PREFIX:
+                word_start -= 1
+            prefix = norm[word_start:start]
+            if prefix and (not is_arabic(norm[start]) or not proclitic_ok(prefix)):
+                continue
+            for topic, kind in entries:
+                hits.append(_Hit(topic, kind, word_start, end))
+        return hits
+
+    def _decide(self, hits: list[_Hit]) -> list[_Hit]:
+        excludes = [h for h in hits if h.kind == EXCLUDE]
+        contexts = [h for h in hits if h.kind == CONTEXT]
+        kept = []
+        for h in hits:
+            if h.kind not in (STRONG, WEAK):
+                continue
+            if any(x.topic == h.topic and x.start <= h.start and h.end <= x.end for x in excludes):
+                continue
+            if h.kind == WEAK:
+                window = self._by_id[h.topic].context_window
+                if not any(c.topic == h.topic and c.start < h.end + window and c.end > h.start - window
+                           and not (c.start >= h.start and c.end <= h.end) for c in contexts):
+                    continue
+            kept.append(h)
+        # A hit inside a longer hit of the same topic (الأطلسي inside حلف شمال الأطلسي) is one mention.
+        kept.sort(key=lambda h: (h.start, -(h.end - h.start)))
+        result: list[_Hit] = []
+        for h in kept:
+            if any(r.topic == h.topic and r.start <= h.start and h.end <= r.end for r in result):
+                continue
+            result.append(h)
+        return result
+
+
+def _normalize_with_map(text: str):
+    """Normalized text and a function mapping its offsets back to `text`.
+
+    Marks are deleted by normalization; most news text has none, so the map is the identity."""
+    if not MARKS_RE.search(text):
+        norm = text.translate(NORMALIZE_TABLE).lower()
+        if len(norm) == len(text):
+            return norm, _identity
+        return text.translate(NORMALIZE_TABLE), _identity  # lower() changed a length (İ): keep case
+    kept = [i for i, ch in enumerate(text) if NORMALIZE_TABLE.get(ord(ch), 0) is not None]
+    norm = "".join(text[i] for i in kept).translate(NORMALIZE_TABLE).lower()
+    if len(norm) != len(kept):  # lower() changed a length (rare Latin ligatures): fall back
+        return text.translate(NORMALIZE_TABLE), lambda i: kept[min(i, len(kept) - 1)]
+    return norm, lambda i: kept[min(i, len(kept) - 1)]
+
+
+def _identity(i: int) -> int:
+    return i
+
+
+def tag_many(tagger: Tagger, texts: Iterable[str]) -> list[tuple[tuple[str, ...], tuple[Match, ...]]]:
+    return [tagger.tag(t) for t in texts]
+
+
+__all__ = ["Tagger", "TopicRule", "pattern_of", "tag_many"]
