@@ -85,11 +85,20 @@ def forms(token: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_ARTICLE_CHAINS = tuple(p for p in PROCLITICS if p.endswith(("ال", "لل")))
+
+
 def query_key(word: str) -> str:
-    """The index key a query word is looked up by: as written, minus a definite article."""
+    """The index key a query word is looked up by: as written, minus a definite article
+    and whatever proclitics lead into it (الناتو, للناتو, بالناتو → ناتو).
+
+    A bare preposition or conjunction is kept (بكورسك stays as typed), because without an
+    article the first letter may belong to the word itself (ك in كورسك)."""
     w = normalize(word)
-    if w.startswith("ال") and len(w) - 2 >= MIN_STEM and is_arabic(w):
-        return w[2:]
+    if is_arabic(w):
+        for p in _ARTICLE_CHAINS:
+            if w.startswith(p) and len(w) - len(p) >= MIN_STEM:
+                return w[len(p):]
     return w
 
 

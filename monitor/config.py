@@ -182,9 +182,13 @@ class SubscriptionConfig(_Model):
     @field_validator("query")
     @classmethod
     def _query(cls, v: str) -> str:
+        from monitor.errors import QueryError
         from monitor.query import parse  # one parser for search and alerts
 
-        parse(v)
+        try:
+            parse(v)
+        except QueryError as e:
+            raise ValueError(str(e)) from None
         return v
 
 

@@ -43,11 +43,26 @@ def make_deliverer(pipeline: Pipeline) -> Deliverer:
 
 async def run_once(config: Config, on_feed=None, feeds: list[FeedConfig] | None = None
                    ) -> tuple[list[FeedReport], DrainReport, DeliveryReport]:
-    """Poll every enabled feed once, index, match, deliver; then return."""
+    """Poll every enabled feed once, index, match, deliver; then return.
+
+    A feed in error back-off (or told to come back later by Retry-After) is skipped until it
+    is due, so a cron job running `once` every minute is as polite as the service."""
     async with Pipeline(config) as p:
         await start(p)
         deliverer = make_deliverer(p)
-        reports = await p.poll_all(feeds or [f for f in config.feeds if f.enabled], on_feed)
+        states = await p.db(p.store.feed_states)
+        now = datetime.now(UTC)
+        todo, skipped = [], []
+        for f in feeds or [f for f in config.feeds if f.enabled]:
+            st = states.get(f.url)
+            if st and st.error_count and st.next_due and st.next_due > now:
+                skipped.append(FeedReport(f.id, f.url, "backing-off", error=st.last_error or "",
+                                          next_due=st.next_due))
+                if on_feed:
+                    on_feed(skipped[-1])
+            else:
+                todo.append(f)
+        reports = skipped + await p.poll_all(todo, on_feed)
         drained = await p.drain()
         delivered = await deliverer.run_once()
         return reports, drained, delivered

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.feedserver"]
+pytest_plugins = ["tests.feedserver", "tests.receivers"]

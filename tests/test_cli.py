@@ -1,0 +1,62 @@
+"""The command line, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.corpus import seed_text
+from tests.e2e_setup import ROOT
+
+
+def raqib(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], input=stdin, capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout)
+
+
+def test_tag_jsonl():
+    seed = seed_text()
+    lines = [
+        json.dumps({"id": "seed", "title": "الناتو وأوكرانيا", "text": seed}, ensure_ascii=False),
+        json.dumps({"id": "ocean", "text": "عبرت السفينة المحيط الأطلسي"}, ensure_ascii=False),
+        json.dumps({"id": 3, "text": "اجتماع للناتو وهجوم بكورسك"}, ensure_ascii=False),
+    ]
+    r = raqib("tag", "--jsonl", "-", stdin="\n".join(lines) + "\n")
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["seed", "ocean", 3]
+    assert set(out[0]["topics"]) == {"nato", "kursk", "budapest_memorandum"}
+    text0 = "الناتو وأوكرانيا\n" + seed
+    for m in out[0]["matches"]:
+        assert set(m) == {"topic", "start", "end", "text"}
+        assert text0[m["start"]:m["end"]] == m["text"]
+    assert out[1] == {"id": "ocean", "topics": [], "matches": []}
+    assert out[2]["topics"] == ["nato", "kursk"]
+    assert [m["text"] for m in out[2]["matches"]] == ["للناتو", "بكورسك"]
+
+
+def test_tag_jsonl_bad_line_is_reported_and_the_rest_processed():
+    r = raqib("tag", "--jsonl", stdin='{"id": 1, "text": "الناتو"}\nnot json\n{"text": "x"}\n{"id": 2, "text": "كورسك"}\n')
+    assert r.returncode == 2
+    assert [json.loads(x)["id"] for x in r.stdout.splitlines()] == [1, 2]
+    assert "line 2" in r.stderr and "line 3" in r.stderr
+
+
+def test_tag_plain_text():
+    r = raqib("tag", stdin="قمة حلف شمال الأطلنطي")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["topics"] == ["nato"]
+
+
+def test_every_command_has_help():
+    for cmd in (["run"], ["once"], ["search"], ["tag"], ["trends"], ["subscriptions", "add"],
+                ["subscriptions", "list"], ["subscriptions", "remove"], ["feeds", "check"]):
+        r = raqib(*cmd, "--help")
+        assert r.returncode == 0 and "--config" in r.stdout and "--data-dir" in r.stdout, cmd
+
+
+def test_bad_query_is_a_clear_error(tmp_path):
+    r = raqib("search", "(الناتو", "--data-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert "missing ')'" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,69 @@
+"""Configuration: a bad file gives one clear message (file, line, key, problem) and exit 2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cfg(tmp_path) -> Path:
+    d = tmp_path / "config"
+    shutil.copytree(ROOT / "config", d)
+    return d
+
+
+def test_shipped_config_loads(cfg):
+    c = load_config(cfg, env={})
+    assert {t.id for t in c.topics} == {"nato", "kursk", "budapest_memorandum"}
+    assert len(c.feeds) >= 9
+    assert all(f.url.startswith("https://") for f in c.feeds)
+    assert c.settings.index.backend == "sqlite"
+
+
+def test_env_overrides_settings(cfg):
+    c = load_config(cfg, env={"RAQIB_FETCH__READ_TIMEOUT": "7.5", "RAQIB_LOG__JSON": "true",
+                              "RAQIB_DATA_DIR": "/tmp/x"})
+    assert c.settings.fetch.read_timeout == 7.5
+    assert c.settings.log.json_format is True
+    assert str(c.data_dir) == "/tmp/x"
+
+
+@pytest.mark.parametrize("file, text, expect", [
+    ("feeds.yaml", "feeds:\n  - id: a\n    url: ftp://x.org/rss\n", ["feeds.yaml", "line 3", "feeds[0].url", "not an http(s) URL"]),
+    ("feeds.yaml", "feeds:\n  - id: a\n    url: http://a.org/\n  - id: a\n    url: http://b.org/\n", ["duplicate feed id 'a'"]),
+    ("feeds.yaml", "feeds:\n  - id: a\n   url: [\n", ["feeds.yaml", "invalid YAML"]),
+    ("raqib.yaml", "fetch:\n  read_timeout: -1\n", ["raqib.yaml", "line 2", "fetch.read_timeout", "greater than 0"]),
+    ("raqib.yaml", "fetch:\n  read_timout: 3\n", ["fetch.read_timout", "Extra inputs"]),
+    ("topics.yaml", "topics:\n  - id: x\n    aliases: []\n", ["topics.yaml", "topics[0].aliases"]),
+    ("alerts.yaml", "channels: {}\nsubscriptions:\n  - id: s\n    query: '(الناتو'\n    channels: [x]\n",
+     ["alerts.yaml", "subscriptions[0].query", "missing ')'"]),
+    ("alerts.yaml", "channels:\n  m: {type: apprise, url: 'mailto://u:hunter2@smtp.example.org'}\n",
+     ["alerts.yaml", "environment reference"]),
+])
+def test_bad_files_name_file_line_key_and_problem(cfg, file, text, expect):
+    (cfg / file).write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg, env={})
+    for part in expect:
+        assert part in str(e.value)
+    assert "hunter2" not in str(e.value)
+
+
+def test_cli_exits_2_without_traceback(cfg):
+    (cfg / "feeds.yaml").write_text("feeds:\n  - id: Bad Id\n    url: http://a.org/\n", encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "search", "x", "--config", str(cfg)],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ}, timeout=60)
+    assert r.returncode == 2
+    assert "feeds.yaml" in r.stderr and "feeds[0].id" in r.stderr
+    assert "Traceback" not in r.stderr
