@@ -55,16 +55,26 @@ PROCLITICS = tuple(p for p in PROCLITICS if p)
 MIN_STEM = 3  # shorter remainders are too ambiguous to strip down to
 
 
+# str.replace per mapped character beats str.translate several times over on Arabic text:
+# translate looks every character up in a dict, replace scans in C and usually finds nothing.
+_REPLACEMENTS = tuple((chr(k), v) for k, v in _TABLE.items())
+
+
 def normalize(text: str) -> str:
     """Normalized form of any text: letters unified, marks and tatweel removed, casefolded."""
-    return text.translate(NORMALIZE_TABLE).lower()
+    if MARKS_RE.search(text):
+        text = MARKS_RE.sub("", text)
+    for a, b in _REPLACEMENTS:
+        text = text.replace(a, b)
+    return text.lower()
 
 
 def normalize_keep_offsets(text: str) -> str:
-    """Like normalize() but character-for-character, so offsets map back to the original.
-
-    Deleted marks become tatweel and are skipped by callers that scan words."""
-    return text.translate(_KEEP_LENGTH_TABLE).lower()
+    """Like normalize() but character-for-character (marks become tatweel, case kept when
+    lower-casing would change a length), so offsets are those of the original."""
+    out = text.translate(_KEEP_LENGTH_TABLE)
+    low = out.lower()
+    return low if len(low) == len(out) else out
 
 
 def is_arabic(word: str) -> bool:

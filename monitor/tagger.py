@@ -9,12 +9,13 @@ and an exclusion phrase (المحيط الأطلسي, اتفاقية بوداب�
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import ahocorasick
 
-from monitor.arabic import MARKS_RE, NORMALIZE_TABLE, is_arabic, normalize, proclitic_ok
+from monitor.arabic import MARKS_RE, is_arabic, normalize, normalize_keep_offsets, proclitic_ok
 from monitor.models import Match
 
 STRONG, WEAK, CONTEXT, EXCLUDE = "alias", "weak", "context", "exclude"
@@ -139,17 +140,24 @@ class Tagger:
 def _normalize_with_map(text: str):
     """Normalized text and a function mapping its offsets back to `text`.
 
-    Marks are deleted by normalization; most news text has none, so the map is the identity."""
-    if not MARKS_RE.search(text):
-        norm = text.translate(NORMALIZE_TABLE).lower()
-        if len(norm) == len(text):
-            return norm, _identity
-        return text.translate(NORMALIZE_TABLE), _identity  # lower() changed a length (İ): keep case
-    kept = [i for i, ch in enumerate(text) if NORMALIZE_TABLE.get(ord(ch), 0) is not None]
-    norm = "".join(text[i] for i in kept).translate(NORMALIZE_TABLE).lower()
-    if len(norm) != len(kept):  # lower() changed a length (rare Latin ligatures): fall back
-        return text.translate(NORMALIZE_TABLE), lambda i: kept[min(i, len(kept) - 1)]
-    return norm, lambda i: kept[min(i, len(kept) - 1)]
+    Normalization only deletes characters (marks, tatweel); an offset maps back by counting
+    the deletions before it."""
+    deleted = [m.start() for m in MARKS_RE.finditer(text)]
+    norm = normalize(text)
+    if len(norm) + len(deleted) != len(text):  # lower() changed a length (rare: İ)
+        return normalize_keep_offsets(text), _identity
+    if not deleted:
+        return norm, _identity
+
+    def to_orig(i: int) -> int:
+        k = 0
+        while True:
+            k2 = bisect.bisect_right(deleted, i + k)
+            if k2 == k:
+                return i + k
+            k = k2
+
+    return norm, to_orig
 
 
 def _identity(i: int) -> int:
