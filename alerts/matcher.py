@@ -2,32 +2,37 @@
 
 Each subscription's query tree is reduced to anchors: keys of which any matching article
 must contain at least one (a word, a topic, a language). Subscriptions are filed under their
-anchors; an article only evaluates the subscriptions filed under keys it contains, so the
-cost per article follows the number of plausible rules, not the number of rules. Evaluation
-itself is monitor.query.evaluate, the same semantics the search index compiles to SQL.
+anchors; an article only looks at the subscriptions filed under keys it contains, so the cost
+per article follows the number of plausible rules, not the number of rules. Where a rule is
+an AND, the anchor is its rarest word (document frequencies from the index when given,
+else the longest word). A rule whose anchor alone decides it (a word, a topic, an OR of
+words) needs no evaluation; the others run their compiled predicate, which has the meaning
+of monitor.query.evaluate, the semantics the search index compiles to SQL.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from monitor.analysis import analyzed_doc
 from monitor.models import Article
-from monitor.query import And, AnalyzedDoc, Lang, Node, Not, Or, Phrase, Term, Topic, evaluate, parse
+from monitor.query import (And, AnalyzedDoc, Lang, Node, Not, Or, Phrase, Term, Topic,
+                           compile_predicate, parse)
 
 Anchor = tuple[str, str]  # ("k", word key) | ("t", topic) | ("l", language)
-_COST = {"k": 0, "t": 1, "l": 2}  # prefer selective anchors
+_COST = {"k": 0, "t": 1, "l": 2}  # word anchors are the most selective kind
 
 
-def anchors(node: Node) -> frozenset[Anchor] | None:
+def anchors(node: Node, df: Mapping[str, int] | None = None) -> frozenset[Anchor] | None:
     """A set of anchors one of which every match contains, or None when there is no such set."""
+    rarity = (lambda k: (df.get(k, 0), -len(k))) if df else (lambda k: (-len(k), k))
     match node:
         case Term(key=key):
             return frozenset({("k", key)})
         case Phrase(keys=keys):
-            return frozenset({("k", max(keys, key=len))})
+            return frozenset({("k", min(keys, key=rarity))})
         case Topic(id=tid):
             return frozenset({("t", tid)})
         case Lang(code=code):
@@ -35,17 +40,32 @@ def anchors(node: Node) -> frozenset[Anchor] | None:
         case Or(children=cs):
             out: set[Anchor] = set()
             for c in cs:
-                a = anchors(c)
+                a = anchors(c, df)
                 if a is None:
                     return None
                 out |= a
             return frozenset(out)
         case And(children=cs):
-            options = [a for a in (anchors(c) for c in cs if not isinstance(c, Not)) if a]
+            options = [a for a in (anchors(c, df) for c in cs if not isinstance(c, Not)) if a]
             if not options:
                 return None
-            return min(options, key=lambda a: (max(_COST[k] for k, _ in a), len(a)))
+
+            def cost(a: frozenset[Anchor]):
+                kinds = max(_COST[k] for k, _ in a)
+                return (kinds, sum(df.get(v, 0) for _, v in a) if df else len(a),
+                        -min(len(v) for _, v in a))
+            return min(options, key=cost)
     return None
+
+
+def anchor_is_exact(node: Node) -> bool:
+    """True when containing an anchor already means matching (no evaluation needed)."""
+    match node:
+        case Term(field="any") | Topic() | Lang():
+            return True
+        case Or(children=cs):
+            return all(anchor_is_exact(c) for c in cs)
+    return False
 
 
 @dataclass(frozen=True)
@@ -53,66 +73,83 @@ class Rule:
     id: str
     query: str
     node: Node
+    predicate: Callable[[AnalyzedDoc], bool]
+    exact: bool
 
 
 class Matcher:
-    def __init__(self, rules: Iterable[tuple[str, str]] = ()):
+    def __init__(self, rules: Iterable[tuple[str, str]] = (), df: Mapping[str, int] | None = None):
+        self.df = df
         self.rules: dict[str, Rule] = {}
-        self._by_anchor: dict[Anchor, list[Rule]] = defaultdict(list)
-        self._always: list[Rule] = []
+        self._order: list[Rule] = []
+        self._exact: dict[Anchor, list[int]] = defaultdict(list)
+        self._check: dict[Anchor, list[int]] = defaultdict(list)
+        self._exact_words: dict[str, list[int]] = defaultdict(list)
+        self._check_words: dict[str, list[int]] = defaultdict(list)
+        self._always: list[int] = []
         for rid, query in rules:
             self.add(rid, query)
 
     def add(self, rule_id: str, query: str) -> None:
-        rule = Rule(rule_id, query, parse(query))
         if rule_id in self.rules:
             self.remove(rule_id)
+        node = parse(query)
+        rule = Rule(rule_id, query, node, compile_predicate(node), anchor_is_exact(node))
         self.rules[rule_id] = rule
-        a = anchors(rule.node)
+        i = len(self._order)
+        self._order.append(rule)
+        a = anchors(node, self.df)
         if a is None:
-            self._always.append(rule)
-        else:
-            for anchor in a:
-                self._by_anchor[anchor].append(rule)
+            self._always.append(i)
+            return
+        for kind, value in a:
+            if kind == "k":
+                (self._exact_words if rule.exact else self._check_words)[value].append(i)
+            else:
+                (self._exact if rule.exact else self._check)[(kind, value)].append(i)
 
     def remove(self, rule_id: str) -> None:
-        rule = self.rules.pop(rule_id, None)
-        if rule is None:
+        """Forget a rule (its slot stays, inert, until the matcher is rebuilt)."""
+        if self.rules.pop(rule_id, None) is None:
             return
-        self._always = [r for r in self._always if r.id != rule_id]
-        for lst in self._by_anchor.values():
-            if rule in lst:
-                lst.remove(rule)
+        for i, r in enumerate(self._order):
+            if r.id == rule_id:
+                self._order[i] = Rule(r.id, r.query, r.node, lambda d: False, False)
+                for table in (self._exact, self._check, self._exact_words, self._check_words):
+                    for lst in table.values():
+                        if i in lst:
+                            lst.remove(i)
+                if i not in self._always:
+                    self._always.append(i)
 
     def __len__(self) -> int:
         return len(self.rules)
 
     def match_doc(self, doc: AnalyzedDoc) -> list[str]:
-        seen: set[str] = set()
-        out = []
-        by = self._by_anchor
-        candidates: list[Rule] = list(self._always)
-        for key in doc.title_keys | doc.body_keys:
-            lst = by.get(("k", key))
+        hit: set[int] = set()
+        check: set[int] = set(self._always)
+        exact, chk = self._exact_words, self._check_words
+        for k in doc.all_keys:  # the hot loop: plain string keys, no tuple per probe
+            lst = exact.get(k)
             if lst:
-                candidates += lst
-        for t in doc.topics:
-            candidates += by.get(("t", t), ())
-        candidates += by.get(("l", doc.lang), ())
-        for rule in candidates:
-            if rule.id in seen:
-                continue
-            seen.add(rule.id)
-            if evaluate(rule.node, doc):
-                out.append(rule.id)
-        return sorted(out)
+                hit.update(lst)
+            lst = chk.get(k)
+            if lst:
+                check.update(lst)
+        others = [("t", t) for t in doc.topics]
+        others.append(("l", doc.lang))
+        for a in others:
+            hit.update(self._exact.get(a, ()))
+            check.update(self._check.get(a, ()))
+        order = self._order
+        for i in check - hit:
+            if order[i].predicate(doc):
+                hit.add(i)
+        return [order[i].id for i in hit]
 
     def match(self, article: Article) -> list[str]:
-        """Ids of the rules `article` satisfies."""
+        """Ids of the rules `article` satisfies (in no particular order)."""
         return self.match_doc(analyzed_doc(article))
 
     def match_many(self, articles: Sequence[Article]) -> dict[str, list[str]]:
         return {a.id: self.match(a) for a in articles}
-
-
-__all__ = ["Matcher", "Rule", "anchors"]

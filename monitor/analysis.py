@@ -25,11 +25,14 @@ def positions(text: str) -> list[tuple[str, ...]]:
 def analyzed_doc(article: Article) -> AnalyzedDoc:
     title = positions(article.title)
     body = positions(article.body)
+    title_keys = frozenset(k for p in title for k in p)
+    body_keys = frozenset(k for p in body for k in p)
     return AnalyzedDoc(
         title=title,
         body=body,
-        title_keys=frozenset(k for p in title for k in p),
-        body_keys=frozenset(k for p in body for k in p),
+        title_keys=title_keys,
+        body_keys=body_keys,
+        all_keys=title_keys | body_keys,
         topics=frozenset(article.topics),
         source=article.source,
         lang=article.language,

@@ -297,6 +297,7 @@ class AnalyzedDoc:
     source: str
     lang: str
     published: datetime
+    all_keys: frozenset[str] = frozenset()  # title_keys | body_keys
 
 
 def source_matches(pattern: str, source: str) -> bool:
@@ -335,6 +336,45 @@ def evaluate(node: Node, doc: AnalyzedDoc) -> bool:
         case Not(child=child):
             return not evaluate(child, doc)
     raise TypeError(f"not a query node: {node!r}")
+
+
+def compile_predicate(node: Node):
+    """`node` as a closure over an AnalyzedDoc: the meaning of evaluate(), several times faster
+    (the alert matcher runs it for every candidate rule of every article). Set operations do
+    the common shapes in C: all words present, any word present."""
+    match node:
+        case Term(key=key, field="any"):
+            return lambda d: key in d.all_keys
+        case Term(key=key, field="title"):
+            return lambda d: key in d.title_keys
+        case Term(key=key, field="body"):
+            return lambda d: key in d.body_keys
+        case Phrase(keys=keys, field=field):
+            kset = frozenset(keys)
+
+            def phrase(d: AnalyzedDoc) -> bool:
+                if not kset <= d.all_keys:
+                    return False
+                if field != "body" and kset <= d.title_keys and phrase_in(d.title, keys):
+                    return True
+                return field != "title" and kset <= d.body_keys and phrase_in(d.body, keys)
+            return phrase
+        case And(children=cs) if all(isinstance(c, Term) and c.field == "any" for c in cs):
+            kset = frozenset(c.key for c in cs)  # type: ignore[union-attr]
+            return lambda d: kset <= d.all_keys
+        case Or(children=cs) if all(isinstance(c, Term) and c.field == "any" for c in cs):
+            kset = frozenset(c.key for c in cs)  # type: ignore[union-attr]
+            return lambda d: not kset.isdisjoint(d.all_keys)
+        case And(children=cs):
+            preds = [compile_predicate(c) for c in cs]
+            return lambda d: all(p(d) for p in preds)
+        case Or(children=cs):
+            preds = [compile_predicate(c) for c in cs]
+            return lambda d: any(p(d) for p in preds)
+        case Not(child=c):
+            pred = compile_predicate(c)
+            return lambda d: not pred(d)
+    return lambda d: evaluate(node, d)
 
 
 def positive_keys(node: Node) -> set[str]:
