@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from indexers.sqlite import SqliteIndex
+from monitor.parser import canonical_link
 from tests.corpus import ant_item, rss, topical_docs
 from tests.e2e_setup import ROOT, write_config
 
@@ -34,10 +35,13 @@ def _count(db: Path, sql: str) -> int:
 
 
 async def _start(cfg: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg), cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "RAQIB_TEST_HOOK_SECRET": "s3cret"})
+    log = open(cfg.parent / "service.log", "ab")  # a file, not a pipe nobody drains
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg), cwd=ROOT,
+            stdout=log, stderr=log, env={**os.environ, "RAQIB_TEST_HOOK_SECRET": "s3cret"})
+    finally:
+        log.close()
 
 
 async def _wait_for(pred, timeout: float, what: str) -> None:
@@ -50,8 +54,7 @@ async def _wait_for(pred, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.slow
-async def test_kill_mid_run_then_restart_loses_nothing(tmp_path, feed_server, webhook_receiver):
+def _setup(tmp_path, feed_server, webhook_receiver):
     docs = topical_docs()
     assert len(docs) >= N_FEEDS * PER_FEED
     feeds = []
@@ -66,41 +69,75 @@ async def test_kill_mid_run_then_restart_loses_nothing(tmp_path, feed_server, we
     cfg = write_config(
         tmp_path, feeds,
         channels={"hook": {"type": "webhook", "url": webhook_receiver.url, "secret_env": "RAQIB_TEST_HOOK_SECRET"}},
-        subscriptions=[{"id": "watch", "query": "topic:nato OR topic:kursk OR روسيا", "channels": ["hook"]}],
+        subscriptions=[{"id": "watch", "query": QUERY, "channels": ["hook"]}],
         settings={"parse": {"workers": 2}, "fetch": {"read_timeout": 5, "total_timeout": 10}})
-    db = tmp_path / "data" / "raqib.db"
+    # the same story under another guid in a second feed (same canonical link) is one article
+    total = len({canonical_link(d.url) for d in docs[:N_FEEDS * PER_FEED]})
+    return cfg, tmp_path / "data" / "raqib.db", total
 
-    # first run: SIGKILL as soon as some, but not all, articles are stored
-    proc = await _start(cfg)
-    await _wait_for(lambda: _count(db, "SELECT count(*) FROM articles") > 0, 60, "first articles")
-    proc.kill()
-    await proc.wait()
-    stored_at_kill = _count(db, "SELECT count(*) FROM articles")
-    assert 0 < stored_at_kill
 
-    # second run: SIGKILL again once alerts have started going out
-    proc = await _start(cfg)
-    await _wait_for(lambda: len(webhook_receiver.deliveries) > 0, 60, "first alerts")
-    proc.kill()
-    await proc.wait()
+QUERY = "topic:nato OR topic:kursk OR روسيا"
 
-    # third run: let it finish, then stop it gracefully with SIGTERM
+
+async def _finish(cfg, db, total, tmp_path) -> None:
+    """Start once more, let all work finish, stop with SIGTERM; check nothing was lost."""
     proc = await _start(cfg)
-    total = N_FEEDS * PER_FEED
     await _wait_for(lambda: _count(db, "SELECT count(*) FROM articles WHERE indexed = 1 AND matched = 1") == total
                     and _count(db, "SELECT count(*) FROM outbox WHERE status = 'pending'") == 0
                     and _count(db, "SELECT count(*) FROM outbox") > 0, 90, "all work done")
     proc.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    assert b"service stopped" in err
-
-    # nothing lost: every article stored, indexed and searchable
+    await asyncio.wait_for(proc.wait(), 60)
+    log = (tmp_path / "service.log").read_text(encoding="utf-8")
+    assert proc.returncode == 0, log[-3000:]
+    assert log.rstrip().endswith("service stopped"), log[-3000:]
     assert _count(db, "SELECT count(*) FROM articles") == total
+
+
+async def _expected_alerts(db) -> set[str]:
     index = SqliteIndex(db)
-    expected = await index.search("topic:nato OR topic:kursk OR روسيا", limit=10_000)
-    await index.close()
-    # every alert delivered, none twice
+    try:
+        return {h.article.id for h in (await index.search(QUERY, limit=10_000)).hits}
+    finally:
+        await index.close()
+
+
+@pytest.mark.slow
+async def test_kill_mid_ingest_and_stop_mid_delivery_lose_and_repeat_nothing(
+        tmp_path, feed_server, webhook_receiver):
+    cfg, db, total = _setup(tmp_path, feed_server, webhook_receiver)
+
+    # SIGKILL as soon as some, but not all, articles are stored
+    proc = await _start(cfg)
+    await _wait_for(lambda: _count(db, "SELECT count(*) FROM articles") > 0, 60, "first articles")
+    proc.kill()
+    await proc.wait()
+    assert 0 < _count(db, "SELECT count(*) FROM articles") < total
+
+    # SIGTERM (what `kill` and service managers send) while alerts are going out
+    proc = await _start(cfg)
+    await _wait_for(lambda: len(webhook_receiver.deliveries) > 0, 60, "first alerts")
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+    await _finish(cfg, db, total, tmp_path)
     delivered = Counter(i["article_id"] for i in webhook_receiver.items())
-    assert set(delivered) == {h.article.id for h in expected.hits}
-    assert max(delivered.values()) == 1, [k for k, v in delivered.items() if v > 1]
+    assert set(delivered) == await _expected_alerts(db)  # every alert, ...
+    assert max(delivered.values()) == 1                    # ... none twice
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_delivery_loses_nothing_and_repeats_only_the_message_in_flight(
+        tmp_path, feed_server, webhook_receiver):
+    """A SIGKILL between a channel accepting a message and the outbox recording it cannot be
+    told apart from a failed send; that one message is sent again, with the same delivery id,
+    so a receiver that deduplicates on X-Raqib-Delivery sees every alert exactly once."""
+    cfg, db, total = _setup(tmp_path, feed_server, webhook_receiver)
+    proc = await _start(cfg)
+    await _wait_for(lambda: len(webhook_receiver.deliveries) > 3, 60, "alerts going out")
+    proc.kill()
+    await proc.wait()
+    await _finish(cfg, db, total, tmp_path)
+    by_delivery = Counter(d["headers"]["X-Raqib-Delivery"] for d in webhook_receiver.deliveries)
+    repeated = [k for k, n in by_delivery.items() if n > 1]
+    assert len(repeated) <= 1 and all(by_delivery[k] == 2 for k in repeated)
+    assert {i["article_id"] for i in webhook_receiver.items()} == await _expected_alerts(db)

@@ -1,0 +1,323 @@
+"""What an alert says: one item or a digest of several, rendered for each kind of channel.
+
+Arabic has to read correctly wherever it lands:
+
+* plain text (mail bodies, subjects, JSON-webhook messages): every line of an Arabic item starts
+  with U+200F RIGHT-TO-LEFT MARK, so clients that pick a paragraph's direction from its first
+  strong character lay it out right to left, and each field (title, source, date, snippet) is
+  wrapped in a Unicode isolate — RLI … PDI (U+2067 … U+2069) for right-to-left text, LRI … PDI
+  (U+2066) for left-to-right text inside an Arabic line — so a Latin source name, a date or a
+  number never reorders its neighbours. Links stay alone on their own left-to-right line.
+* HTML: each Arabic item is a ``dir="rtl" lang="ar"`` block, every field a ``<bdi>``, the whole
+  body ``dir="auto"``; the «…» match markers of the snippet become ``<mark>``; everything is
+  escaped, and only http(s)/mailto links become ``href``.
+* Markdown (Slack, Discord, Telegram): matches become ``**bold**``, markup characters in the
+  text are backslash-escaped, Arabic lines start with U+200F.
+* JSON (webhooks): ``{"type": "raqib.alert", "version": 1, "id": …, "count": …, "items": […]}``
+  with ISO-8601 UTC dates (``2024-05-01T12:00:00Z``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+__all__ = [
+    "FSI",
+    "LRI",
+    "LRM",
+    "PDI",
+    "RLI",
+    "RLM",
+    "AlertItem",
+    "has_rtl",
+    "is_rtl_item",
+    "iso_utc",
+    "item_dict",
+    "message_id",
+    "render_html",
+    "render_markdown",
+    "render_text",
+    "to_json",
+]
+
+RLI, LRI, FSI, PDI = "\u2067", "\u2066", "\u2068", "\u2069"
+RLM, LRM = "\u200f", "\u200e"
+
+APP = "Raqib"
+_RTL_LANGS = {"ar", "fa", "ur", "he", "iw", "ps", "ku", "ckb", "sd", "yi", "dv", "ug"}
+_RTL_CHARS = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
+_LTR_CHARS = re.compile("[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]")
+_MARKED = re.compile("«([^«»]*)»")
+_BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SAFE_SCHEMES = ("http://", "https://", "mailto:")
+_SUBJECT_TITLE_MAX = 120
+
+
+@dataclass(frozen=True)
+class AlertItem:
+    delivery_id: str            # unique per (subscription, article); stable across retries
+    subscription_id: str
+    subscription_name: str
+    query: str
+    article_id: str
+    title: str
+    source: str
+    link: str
+    topics: tuple[str, ...]
+    snippet: str                # matched words wrapped in « and » (e.g. "... قمة «الناتو» في ...")
+    published: datetime         # aware UTC
+    language: str               # "ar", "en", ...
+
+
+# --------------------------------------------------------------------------- helpers
+
+def has_rtl(text: str) -> bool:
+    return bool(_RTL_CHARS.search(text or ""))
+
+
+def is_rtl_item(item: AlertItem) -> bool:
+    """Arabic (or another right-to-left language) by its language tag, else by its title."""
+    lang = (item.language or "").lower().replace("_", "-").split("-")[0]
+    if lang:
+        return lang in _RTL_LANGS
+    return has_rtl(item.title)
+
+
+def _clean(text: str) -> str:
+    """One line, no stray bidi controls from the source (they would unbalance our isolates)."""
+    return " ".join(_BIDI_CONTROLS.sub("", text or "").split())
+
+
+def _iso(text: str, rtl_context: bool) -> str:
+    """Isolate a field: RLI…PDI around right-to-left text; LRI…PDI around left-to-right text
+    sitting in a right-to-left line (a Latin source, a date); nothing around plain LTR text in
+    an LTR line unless it holds Arabic."""
+    if not text:
+        return text
+    if has_rtl(text):
+        return f"{RLI}{text}{PDI}"
+    if rtl_context:
+        return f"{LRI}{text}{PDI}"
+    return text
+
+
+def _when(dt: datetime) -> str:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def iso_utc(dt: datetime) -> str:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _safe_href(link: str) -> str | None:
+    link = (link or "").strip()
+    return link if link.lower().startswith(_SAFE_SCHEMES) else None
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def message_id(items: list[AlertItem]) -> str:
+    """The id of one message: the item's delivery id, or a digest id made from all of them
+    (order-independent, so a retried digest of the same items keeps its id)."""
+    if not items:
+        raise ValueError("an alert message needs at least one item")
+    if len(items) == 1:
+        return items[0].delivery_id
+    h = hashlib.blake2b(digest_size=12)
+    for d in sorted(i.delivery_id for i in items):
+        h.update(d.encode())
+        h.update(b"\0")
+    return "digest-" + h.hexdigest()
+
+
+def _names(items: list[AlertItem]) -> list[str]:
+    seen: dict[str, None] = {}
+    for it in items:
+        seen.setdefault(_clean(it.subscription_name or it.subscription_id), None)
+    return list(seen)
+
+
+def _subject(items: list[AlertItem]) -> str:
+    names = _names(items)
+    name = _iso(names[0], False) if len(names) == 1 else f"{len(names)} subscriptions"
+    if len(items) == 1:
+        title = _iso(_shorten(_clean(items[0].title), _SUBJECT_TITLE_MAX), False)
+        return f"[{APP}] {name}: {title}"
+    return f"[{APP}] {len(items)} new matches for {name}"
+
+
+def _heading(items: list[AlertItem], wrap=lambda s: _iso(s, False)) -> str:
+    """The first body line: plain text with isolates, or (given `wrap`) HTML with <bdi>."""
+    names = _names(items)
+    who = ", ".join(wrap(n) for n in names)
+    n = len(items)
+    what = "1 new match" if n == 1 else f"{n} new matches"
+    queries = {_clean(i.query) for i in items if i.query}
+    q = f" (query: {wrap(next(iter(queries)))})" if len(queries) == 1 else ""
+    return f"{what} for {who}{q}"
+
+
+# --------------------------------------------------------------------------- plain text
+
+def _text_item(item: AlertItem) -> list[str]:
+    rtl = is_rtl_item(item)
+    lead = RLM if rtl else ""
+    meta = [_iso(_clean(item.source), rtl), _iso(_when(item.published), rtl)]
+    if item.topics:
+        meta.append(_iso(", ".join(item.topics), rtl))
+    lines = [lead + _iso(_clean(item.title), rtl),
+             lead + " · ".join(m for m in meta if m)]
+    if item.snippet:
+        lines.append(lead + _iso(_clean(item.snippet), rtl))
+    if item.link:
+        lines.append(LRM + item.link.strip())
+    return lines
+
+
+def render_text(items: list[AlertItem]) -> tuple[str, str]:
+    """(subject, plain-text body). A digest subject counts the items."""
+    if not items:
+        raise ValueError("an alert message needs at least one item")
+    blocks = [[_heading(items)]] + [_text_item(it) for it in items]
+    body = "\n\n".join("\n".join(b) for b in blocks)
+    return _subject(items), body + f"\n\n-- \n{APP}\n"
+
+
+# --------------------------------------------------------------------------- HTML
+
+def _html_marked(snippet: str) -> str:
+    out, pos = [], 0
+    for m in _MARKED.finditer(snippet):
+        out.append(html.escape(snippet[pos:m.start()]))
+        out.append(f"<mark>{html.escape(m.group(1))}</mark>")
+        pos = m.end()
+    out.append(html.escape(snippet[pos:]))
+    return "".join(out)
+
+
+def _html_item(item: AlertItem) -> str:
+    rtl = is_rtl_item(item)
+    lang = html.escape((item.language or ("ar" if rtl else "")).strip(), quote=True)
+    attrs = f' dir="{"rtl" if rtl else "ltr"}"' + (f' lang="{lang}"' if lang else "")
+    # an RLM opening each RTL block is invisible in HTML, but survives the HTML-to-text
+    # conversion mail libraries make for the text/plain alternative
+    lead = RLM if rtl else ""
+    title = html.escape(_clean(item.title) or "(untitled)")
+    href = _safe_href(item.link)
+    if href:
+        title = f'<a href="{html.escape(href, quote=True)}">{title}</a>'
+    meta = [f"{lead}<bdi>{html.escape(_clean(item.source))}</bdi>" if item.source else "",
+            f'<time datetime="{iso_utc(item.published)}" dir="ltr">{_when(item.published)}</time>']
+    if item.topics:
+        meta.append(f"<bdi>{html.escape(', '.join(item.topics))}</bdi>")
+    parts = [f'<div class="raqib-item"{attrs} style="margin:0 0 1.2em 0">',
+             f'<h3 style="margin:0 0 .2em 0;font-size:1.1em">{lead}{title}</h3>',
+             f'<p style="margin:0;color:#555;font-size:.9em">{" · ".join(m for m in meta if m)}</p>']
+    if item.snippet:
+        parts.append(f'<p style="margin:.3em 0">{lead}{_html_marked(_clean(item.snippet))}</p>')
+    if item.link:
+        link = html.escape(item.link.strip())
+        shown = f'<a href="{html.escape(href, quote=True)}">{link}</a>' if href else link
+        parts.append(f'<p dir="ltr" style="margin:0;font-size:.85em">{shown}</p>')
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
+def render_html(items: list[AlertItem]) -> str:
+    """A complete HTML document; Arabic items in dir="rtl" lang="ar" blocks."""
+    if not items:
+        raise ValueError("an alert message needs at least one item")
+    subject = html.escape(_BIDI_CONTROLS.sub("", _subject(items)))
+    heading = _heading(items, lambda s: f"<bdi>{html.escape(s)}</bdi>")
+    body = "\n".join(_html_item(it) for it in items)
+    return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+            f"<title>{subject}</title></head>\n"
+            '<body dir="auto" style="font-family:Tahoma,Arial,sans-serif;line-height:1.5">\n'
+            f'<p dir="ltr" style="color:#333">{heading}</p>\n'
+            f"{body}\n"
+            f'<p style="color:#888;font-size:.8em">— {APP}</p>\n</body></html>\n')
+
+
+# --------------------------------------------------------------------------- Markdown
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def _md(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _md_marked(snippet: str) -> str:
+    out, pos = [], 0
+    for m in _MARKED.finditer(snippet):
+        out.append(_md(snippet[pos:m.start()]))
+        inner = m.group(1).strip()
+        out.append(f"**{_md(inner)}**" if inner else "")
+        pos = m.end()
+    out.append(_md(snippet[pos:]))
+    return "".join(out)
+
+
+def _md_url(link: str) -> str:
+    return link.strip().replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+
+
+def render_markdown(items: list[AlertItem]) -> str:
+    """Markdown for chat services; the subject goes in the notification title, not here."""
+    if not items:
+        raise ValueError("an alert message needs at least one item")
+    blocks = []
+    for it in items:
+        rtl = is_rtl_item(it)
+        lead = RLM if rtl else ""
+        title = _md(_clean(it.title) or "(untitled)")
+        href = _safe_href(it.link)
+        # the mark goes inside the ** so CommonMark still sees an opening delimiter
+        head = f"**{lead}[{title}]({_md_url(href)})**" if href else f"**{lead}{title}**"
+        meta = [_md(_clean(it.source)), _when(it.published)]
+        if it.topics:
+            meta.append(_md(", ".join(it.topics)))
+        lines = [head, lead + " · ".join(m for m in meta if m)]
+        if it.snippet:
+            lines.append(lead + _md_marked(_clean(it.snippet)))
+        blocks.append("\n".join(lines))
+    if len(items) > 1:
+        blocks.insert(0, _md(_BIDI_CONTROLS.sub("", _heading(items))))
+    return "\n\n".join(blocks) + "\n"
+
+
+# --------------------------------------------------------------------------- JSON
+
+def item_dict(item: AlertItem) -> dict:
+    return {
+        "delivery_id": item.delivery_id,
+        "subscription_id": item.subscription_id,
+        "subscription_name": item.subscription_name,
+        "query": item.query,
+        "article_id": item.article_id,
+        "title": item.title,
+        "source": item.source,
+        "link": item.link,
+        "topics": list(item.topics),
+        "snippet": item.snippet,
+        "published": iso_utc(item.published),
+        "language": item.language,
+    }
+
+
+def to_json(items: list[AlertItem]) -> dict:
+    """The webhook payload."""
+    if not items:
+        raise ValueError("an alert message needs at least one item")
+    return {"type": "raqib.alert", "version": 1, "id": message_id(items), "count": len(items),
+            "items": [item_dict(it) for it in items]}
