@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import outbox
-from alerts.message import AlertItem
+from alerts.message import AlertItem, message_id
 from alerts.subscriptions import Subscription, load_all
 from monitor.config import AlertSettings
 from monitor.errors import ChannelError
@@ -126,7 +126,8 @@ class Deliverer:
                 report.failures += 1
                 report.errors.append(err)
                 return
-            await self.db(outbox.mark_sent, self.store, msg_ids, self.clock())
+            await self.db(outbox.mark_sent, self.store, msg_ids, self.clock(),
+                          message_id([r.item for r in msg]))
             report.messages += 1
             report.items += len(msg)
 

@@ -75,10 +75,12 @@ def due_ids(store: Store, now: float) -> set[int]:
         "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt <= ?", (now,))}
 
 
-def mark_sent(store: Store, ids: Sequence[int], now: float) -> None:
+def mark_sent(store: Store, ids: Sequence[int], now: float, message_id: str) -> None:
+    """Record that one message (a single alert or a digest) carried these rows."""
     with store._tx():
-        store.conn.executemany("UPDATE outbox SET status = 'sent', sent = ?, attempts = attempts + 1, "
-                               "last_error = NULL WHERE id = ?", [(now, i) for i in ids])
+        store.conn.executemany("UPDATE outbox SET status = 'sent', sent = ?, message_id = ?, "
+                               "attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                               [(now, message_id, i) for i in ids])
 
 
 def mark_failed(store: Store, ids: Sequence[int], error: str, next_attempt: float) -> None:
@@ -95,8 +97,8 @@ def postpone(store: Store, ids: Sequence[int], until: float) -> None:
 def messages_sent_since(store: Store, subscription_id: str, channel: str, since: float) -> list[float]:
     """Send times of the messages (a digest counts once) a subscription sent on a channel."""
     return [r[0] for r in store.conn.execute(
-        "SELECT DISTINCT sent FROM outbox WHERE subscription_id = ? AND channel = ? AND sent >= ? "
-        "ORDER BY sent", (subscription_id, channel, since))]
+        "SELECT min(sent) FROM outbox WHERE subscription_id = ? AND channel = ? AND sent >= ? "
+        "GROUP BY message_id ORDER BY 1", (subscription_id, channel, since))]
 
 
 def backlog(store: Store) -> dict[str, int]:

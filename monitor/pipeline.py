@@ -25,11 +25,11 @@ from indexers.factory import make_index
 from monitor import intervals
 from monitor.analysis import analyze_article
 from monitor.config import Config, FeedConfig
-from monitor.dedup import decide
+from monitor.dedup import Decision, decide
 from monitor.errors import FeedError, IndexError_, RetryLater
 from monitor.fetcher import Fetcher, FetchSettings
 from monitor.highlight import snippet
-from monitor.models import Article
+from monitor.models import Article, FeedState
 from monitor.parser import ParsedFeed, canonical_link, parse_feed
 from monitor.query import positive_keys
 from monitor.store import Store
@@ -154,19 +154,17 @@ class Pipeline:
                 for w in parsed.warnings:
                     log.warning("feed is malformed; kept what could be read",
                                 extra={"feed": feed.id, "url": feed.url, "problem": w})
-                ids = [a.id for a in parsed.articles]
-                known = await self.db(self.store.known, ids)
-                by_link = await self.db(self.store.ids_for_links,
-                                        [canonical_link(a.link) for a in parsed.articles])
-                d = decide(parsed.articles, known, by_link)
-                report.new, report.updated, report.unchanged = len(d.new), len(d.updated), d.unchanged
                 ttl = parsed.ttl_minutes * 60 if parsed.ttl_minutes else None
-                interval = intervals.next_interval(state.interval, len(d.new), sched, ttl, feed.interval)
-                new_state = replace(state, etag=result.etag, last_modified=result.last_modified,
-                                    error_count=0, last_error=None, interval=interval, last_fetched=now,
-                                    last_new=now if d.new else state.last_new,
-                                    next_due=now + timedelta(seconds=interval))
-                await self.db(self.store.ingest, d.new, d.updated, d.link_keys, new_state)
+
+                def state_after(d: Decision) -> FeedState:
+                    interval = intervals.next_interval(state.interval, len(d.new), sched, ttl, feed.interval)
+                    return replace(state, etag=result.etag, last_modified=result.last_modified,
+                                   error_count=0, last_error=None, interval=interval, last_fetched=now,
+                                   last_new=now if d.new else state.last_new,
+                                   next_due=now + timedelta(seconds=interval))
+
+                d, new_state = await self.db(self._decide_and_store, parsed.articles, state_after)
+                report.new, report.updated, report.unchanged = len(d.new), len(d.updated), d.unchanged
         except FeedError as e:
             retry_after = e.retry_after if isinstance(e, RetryLater) else None
             report.status = "retry-later" if retry_after is not None else "error"
@@ -185,6 +183,16 @@ class Pipeline:
             log.info("feed polled", extra={"feed": feed.id, "items": report.items, "new": report.new,
                                            "updated": report.updated, "seconds": round(report.elapsed, 3)})
         return report
+
+    def _decide_and_store(self, articles, state_after) -> tuple[Decision, FeedState]:
+        """Dedup decision and commit in one step on the store thread, so two feeds carrying
+        the same story at the same moment cannot both find it new."""
+        known = self.store.known(a.id for a in articles)
+        by_link = self.store.ids_for_links(canonical_link(a.link) for a in articles)
+        d = decide(articles, known, by_link)
+        new_state = state_after(d)
+        self.store.ingest(d.new, d.updated, d.link_keys, new_state)
+        return d, new_state
 
     async def _parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
                      now: datetime) -> ParsedFeed:

@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL, last_error TEXT,
-    created REAL NOT NULL, sent REAL,
+    created REAL NOT NULL, sent REAL, message_id TEXT,
     UNIQUE (subscription_id, article_id, channel)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt);

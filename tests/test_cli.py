@@ -60,3 +60,53 @@ def test_bad_query_is_a_clear_error(tmp_path):
     r = raqib("search", "(الناتو", "--data-dir", str(tmp_path))
     assert r.returncode == 2
     assert "missing ')'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_feeds_check_table(tmp_path):
+    """`raqib feeds check` against a real local server started in a subprocess-free way."""
+    import asyncio
+
+    from aiohttp import web
+
+    from tests.corpus import rss, rss_item
+    from tests.e2e_setup import write_config
+    from tests.receivers import free_port
+
+    port = free_port()
+    body = rss([rss_item("قمة الناتو", "https://e.org/1", "نص")], encoding="windows-1256")
+
+    async def main():
+        app = web.Application()
+        app.router.add_get("/ok.xml", lambda r: web.Response(body=body, content_type="application/rss+xml"))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        cfg = write_config(tmp_path, [("ok", f"http://127.0.0.1:{port}/ok.xml"),
+                                      ("gone", f"http://127.0.0.1:{port}/gone.xml")])
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monitor.cli", "feeds", "check", "--json", "--config", str(cfg),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        await runner.cleanup()
+        return proc.returncode, out, err
+
+    rc, out, err = asyncio.run(main())
+    assert rc == 0, err
+    rows = {r["id"]: r for r in json.loads(out)}
+    assert rows["ok"]["items"] == 1 and rows["ok"]["encoding"] == "windows-1256"
+    assert rows["gone"]["status"].startswith("error: HTTP 404")
+
+
+def test_json_logs():
+    import io
+    import logging
+
+    from monitor.logs import setup_logging
+
+    buf = io.StringIO()
+    setup_logging("INFO", json_format=True, stream=buf)
+    logging.getLogger("raqib.test").info("feed polled", extra={"feed": "bbc-arabic", "new": 3})
+    rec = json.loads(buf.getvalue())
+    assert rec["message"] == "feed polled" and rec["feed"] == "bbc-arabic" and rec["new"] == 3
+    assert rec["level"] == "info" and rec["time"].endswith("+00:00")
+    logging.getLogger().handlers.clear()
