@@ -58,6 +58,48 @@ def anchors(node: Node, df: Mapping[str, int] | None = None) -> frozenset[Anchor
     return None
 
 
+MAX_CONJUNCTS = 16
+
+
+def conjuncts(node: Node) -> list[frozenset[str]] | None:
+    """The rule in disjunctive normal form over plain words (any field), or None when it has
+    anything else (phrases, NOT, fields, filters) or would expand past MAX_CONJUNCTS."""
+    match node:
+        case Term(key=key, field="any"):
+            return [frozenset({key})]
+        case Or(children=cs):
+            out: list[frozenset[str]] = []
+            for c in cs:
+                sub = conjuncts(c)
+                if sub is None:
+                    return None
+                out += sub
+            return out if len(out) <= MAX_CONJUNCTS else None
+        case And(children=cs):
+            acc = [frozenset()]
+            for c in cs:
+                sub = conjuncts(c)
+                if sub is None:
+                    return None
+                acc = [a | b for a in acc for b in sub]
+                if len(acc) > MAX_CONJUNCTS:
+                    return None
+            return acc
+    return None
+
+
+def required_words(node: Node) -> frozenset[str]:
+    """Words every match must contain (phrase words and AND-ed terms, not under NOT/OR)."""
+    match node:
+        case Term(key=key):
+            return frozenset({key})
+        case Phrase(keys=keys):
+            return frozenset(keys)
+        case And(children=cs):
+            return frozenset().union(*(required_words(c) for c in cs if not isinstance(c, Not)))
+    return frozenset()
+
+
 def anchor_is_exact(node: Node) -> bool:
     """True when containing an anchor already means matching (no evaluation needed)."""
     match node:
@@ -86,6 +128,8 @@ class Matcher:
         self._check: dict[Anchor, list[int]] = defaultdict(list)
         self._exact_words: dict[str, list[int]] = defaultdict(list)
         self._check_words: dict[str, list[int]] = defaultdict(list)
+        self._pairs: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        self._pairs_check: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         self._always: list[int] = []
         for rid, query in rules:
             self.add(rid, query)
@@ -98,6 +142,24 @@ class Matcher:
         self.rules[rule_id] = rule
         i = len(self._order)
         self._order.append(rule)
+        dnf = conjuncts(node)
+        if dnf is not None:  # plain words: single words and word pairs decide without evaluation
+            exact_all = True
+            for conj in dnf:
+                words = self._rarest(conj)
+                if len(words) == 1:
+                    self._exact_words[words[0]].append(i)
+                else:
+                    table = self._pairs if len(conj) == 2 else self._pairs_check
+                    table[words[0]][words[1]].append(i)
+                    exact_all = exact_all and len(conj) == 2
+            if not exact_all:
+                self._order[i] = Rule(rule.id, rule.query, node, rule.predicate, False)
+            return
+        required = self._rarest(required_words(node))
+        if len(required) >= 2:  # a necessary word pair: far fewer candidates than one word
+            self._pairs_check[required[0]][required[1]].append(i)
+            return
         a = anchors(node, self.df)
         if a is None:
             self._always.append(i)
@@ -107,6 +169,11 @@ class Matcher:
                 (self._exact_words if rule.exact else self._check_words)[value].append(i)
             else:
                 (self._exact if rule.exact else self._check)[(kind, value)].append(i)
+
+    def _rarest(self, words: frozenset[str]) -> list[str]:
+        """The two most selective words, rarest first (df when known, else longest)."""
+        key = (lambda w: (self.df.get(w, 0), -len(w), w)) if self.df else (lambda w: (-len(w), w))
+        return sorted(words, key=key)[:2]
 
     def remove(self, rule_id: str) -> None:
         """Forget a rule (its slot stays, inert, until the matcher is rebuilt)."""
@@ -119,6 +186,11 @@ class Matcher:
                     for lst in table.values():
                         if i in lst:
                             lst.remove(i)
+                for pairs in (self._pairs, self._pairs_check):
+                    for inner in pairs.values():
+                        for lst in inner.values():
+                            if i in lst:
+                                lst.remove(i)
                 if i not in self._always:
                     self._always.append(i)
 
@@ -129,13 +201,23 @@ class Matcher:
         hit: set[int] = set()
         check: set[int] = set(self._always)
         exact, chk = self._exact_words, self._check_words
-        for k in doc.all_keys:  # the hot loop: plain string keys, no tuple per probe
+        pairs, pairs_check = self._pairs, self._pairs_check
+        keys = doc.all_keys
+        for k in keys:  # the hot loop: plain string keys, no tuple per probe
             lst = exact.get(k)
             if lst:
                 hit.update(lst)
             lst = chk.get(k)
             if lst:
                 check.update(lst)
+            inner = pairs.get(k)
+            if inner:
+                for other in inner.keys() & keys:  # set intersection in C
+                    hit.update(inner[other])
+            inner = pairs_check.get(k)
+            if inner:
+                for other in inner.keys() & keys:
+                    check.update(inner[other])
         others = [("t", t) for t in doc.topics]
         others.append(("l", doc.lang))
         for a in others:
