@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("remove", help="remove a subscription")
     _common(p)
     p.add_argument("id")
+    pi = sub.add_parser("index", help="index operations")
+    isub = pi.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = isub.add_parser("status", help="backend health, document counts, queue and outbox backlog")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p = isub.add_parser("reindex", help="rebuild the index from the article store")
+    _common(p)
+    p.add_argument("--batch", type=int, default=500)
     pf = sub.add_parser("feeds", help="feed tools")
     fsub = pf.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = fsub.add_parser("check", help="fetch and parse each feed once; print a status table")
@@ -102,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
         setup_logging(config.settings.log.level, config.settings.log.json_format)
         handler = {"run": cmd_run, "once": cmd_once, "search": cmd_search, "trends": cmd_trends,
-                   "subscriptions": cmd_subscriptions, "feeds": cmd_feeds}[args.command]
+                   "subscriptions": cmd_subscriptions, "feeds": cmd_feeds,
+                   "index": cmd_index}[args.command]
         return handler(args, config)
     except ConfigError as e:
         print(f"raqib: configuration error: {e}", file=sys.stderr)
@@ -304,6 +313,59 @@ async def _preview(config, query):
         return await index.search(query, limit=5, sort="date")
     finally:
         await index.close()
+
+
+def cmd_index(args, config) -> int:
+    from alerts import outbox
+    from monitor.store import Store
+
+    store = Store(config.data_dir / "raqib.db")
+
+    async def status():
+        index = _open_index(config)
+        try:
+            health = await index.health() if hasattr(index, "health") else {"status": "ok"}
+            return {"backend": config.settings.index.backend, "health": health,
+                    "indexed_documents": await index.count(), "stored_articles": store.count(),
+                    "waiting_to_index": store.conn.execute(
+                        "SELECT count(*) FROM articles WHERE indexed = 0").fetchone()[0],
+                    "waiting_to_match": store.conn.execute(
+                        "SELECT count(*) FROM articles WHERE matched = 0").fetchone()[0],
+                    "outbox": outbox.backlog(store)}
+        finally:
+            await index.close()
+
+    async def reindex():
+        index = _open_index(config)
+        done = 0
+        total = store.count()
+        try:
+            from rich.progress import Progress
+
+            with Progress(disable=not sys.stderr.isatty()) as progress:
+                task = progress.add_task("reindexing", total=total)
+                for batch in store.iter_articles(args.batch):
+                    await index.index(batch)
+                    done += len(batch)
+                    progress.update(task, completed=done)
+        finally:
+            await index.close()
+        return done
+
+    try:
+        if args.action == "status":
+            st = asyncio.run(status())
+            if args.json:
+                print(json.dumps(st, ensure_ascii=False, default=str))
+            else:
+                for k, v in st.items():
+                    print(f"{k}: {v}")
+            return 0
+        n = asyncio.run(reindex())
+        print(f"reindexed {n} articles")
+        return 0
+    finally:
+        store.close()
 
 
 def cmd_feeds(args, config) -> int:

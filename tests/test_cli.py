@@ -110,3 +110,20 @@ def test_json_logs():
     assert rec["message"] == "feed polled" and rec["feed"] == "bbc-arabic" and rec["new"] == 3
     assert rec["level"] == "info" and rec["time"].endswith("+00:00")
     logging.getLogger().handlers.clear()
+
+
+def test_index_status_and_reindex(tmp_path):
+    from tests.e2e_setup import write_config
+    from tests.helpers import make_article
+    from monitor.store import Store
+
+    cfg = write_config(tmp_path, [("a", "http://127.0.0.1:9/a.xml")])
+    store = Store(tmp_path / "data" / "raqib.db")
+    store.ingest([make_article("قمة الناتو", "نص"), make_article("كورسك", "نص آخر")], [], {}, None)
+    store.close()
+    st = json.loads(raqib("index", "status", "--json", "--config", str(cfg)).stdout)
+    assert st["stored_articles"] == 2 and st["indexed_documents"] == 0 and st["waiting_to_index"] == 2
+    r = raqib("index", "reindex", "--config", str(cfg))
+    assert r.returncode == 0 and "reindexed 2" in r.stdout
+    r = raqib("search", "للناتو", "--json", "--config", str(cfg))
+    assert json.loads(r.stdout)["total"] == 1
