@@ -4,9 +4,8 @@
 
 Rules are drawn from the corpus's own vocabulary (frequencies over --vocab-articles real
 articles): by default words ranked 1,000–50,000 — names, places and specific terms, what
-monitoring rules are written about (--min-rank 200 --max-rank 20000 is a much broader stress
-case: over a thousand matches per article). Shapes as monitoring rules take them (see generate()): a name, two words, an OR-list, a phrase, a word with a topic/language filter, a word
-minus another. Measured on one core, articles analyzed and matched (alert items not built).
+monitoring rules are written about (--min-rank 200 --max-rank 20000 is a broader stress
+case). Rules take the shapes monitoring desks write (see generate()). Measured on one core, articles analyzed and matched (alert items not built).
 """
 
 from __future__ import annotations
@@ -70,7 +69,7 @@ def main() -> None:
     bigram_freq = Counter()
     for a in pool[:args.vocab_articles]:
         ts = tokens(a.title)
-        bigram_freq.update(f"{x} {y}" for x, y in zip(ts, ts[1:]) if x in words and y in words)
+        bigram_freq.update(f"{x} {y}" for x, y in zip(ts, ts[1:], strict=False) if x in words and y in words)
     bigrams = [b for b, c in bigram_freq.most_common() if c >= 2] or vocab
     # match articles the vocabulary was NOT drawn from, as new articles arrive
     arts = [analyze_article(a, tagger, "ar") for a in pool[-args.articles:]]

@@ -88,7 +88,7 @@ class Service:
             self.scheduler = AsyncIOScheduler(timezone=UTC, event_loop=loop)
             now = datetime.now(UTC)
             feeds = [f for f in self.config.feeds if f.enabled]
-            for i, feed in enumerate(feeds):
+            for feed in feeds:
                 st = states.get(feed.url)
                 interval = (st.interval if st and st.interval else None) or feed.interval or sched.default_interval
                 first = st.next_due if st and st.next_due and st.next_due > now else (

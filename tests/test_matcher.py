@@ -36,7 +36,7 @@ def test_matcher_equals_evaluate():
     bf = Counter()
     for a in arts:
         ts = tokens(a.title)
-        bf.update(f"{x} {y}" for x, y in zip(ts, ts[1:]))
+        bf.update(f"{x} {y}" for x, y in zip(ts, ts[1:], strict=False))
     bigrams = [b for b, c in bf.most_common(500)]
     queries = _rules(vocab, bigrams, 3000, random.Random(11))
     matcher = Matcher((str(i), q) for i, q in enumerate(queries))
