@@ -31,6 +31,8 @@ _TRACKING = re.compile(
 _BLOCK = ("p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr",
           "blockquote", "section", "article", "figure", "figcaption", "pre", "table", "hr")
 _SPACES = re.compile(r"[ \t\u00a0\u200b]+")
+_C0 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DROP = ("script", "style", "noscript", "iframe", "noembed", "noframes", "template", "object")
 _BLANKS = re.compile(r"\s*\n\s*")
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
@@ -82,7 +84,7 @@ def html_to_text(value: str) -> str:
         root = lxml.html.fragment_fromstring(value, create_parent="div")
     except (etree.ParserError, ValueError):
         return _tidy(html.unescape(re.sub(r"<[^>]*>", " ", value)))
-    for bad in root.xpath("//script|//style|//noscript"):
+    for bad in list(root.iter(*_DROP)):
         bad.drop_tree()
     for el in root.iter(*_BLOCK):
         el.tail = "\n" + (el.tail or "")
@@ -90,7 +92,57 @@ def html_to_text(value: str) -> str:
 
 
 def _tidy(text: str) -> str:
-    return _BLANKS.sub("\n", _SPACES.sub(" ", text)).strip()
+    return _BLANKS.sub("\n", _SPACES.sub(" ", _C0.sub("", text))).strip()
+
+
+def plain_or_html(value: str, detail: dict | None) -> str:
+    """Text of a feed field: markup removed only where the feed says the value is markup
+    (an Atom type="text" title may legitimately read "the <blink> tag")."""
+    kind = (detail or {}).get("type", "text/html")
+    if kind == "text/plain":
+        return _tidy(value)
+    return html_to_text(value)
+
+
+# ---- XML entity defences ----
+# feedparser re-admits internal DTD entities with plain-text values and, when expat refuses a
+# document, its fallback parser expands them without any limit (a 19 KB feed became 10-million-
+# character fields). Entities are stripped before feedparser sees the body; small ones that
+# real feeds use are kept only while their total expansion stays within a budget.
+_PROLOG_END = re.compile(rb"<(?![?!])[\w:]")
+_ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s*)?([\w.:-]+)\s+(.*?)>", re.S | re.I)
+_HAS_ENTITY = re.compile(rb"<!ENTITY", re.I)
+_SAFE_VALUE = re.compile(rb"^(['\"])([^&%<'\"]{0,64})\1\s*$", re.S)
+ENTITY_BUDGET = 1_000_000  # bytes that entity references may add to a document
+
+
+def defuse_entities(body: bytes, url: str) -> bytes:
+    """Remove dangerous entity declarations from the prolog; refuse oversized expansion."""
+    m = _PROLOG_END.search(body)
+    end = m.start() if m else len(body)
+    if not _HAS_ENTITY.search(body, 0, end):
+        return body
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff") or body[:4] in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00"):
+        raise ParseError(url, "UTF-16/32 documents with entity declarations are not accepted")
+    prolog, rest = body[:end], body[end:]
+    budget = 0
+    kept = []
+
+    def judge(decl: re.Match[bytes]) -> bytes:
+        nonlocal budget
+        param, name, value = decl.group(1), decl.group(2), decl.group(3)
+        v = _SAFE_VALUE.match(value)
+        if param or v is None:  # parameter, external (SYSTEM/PUBLIC) or nested entities: dropped
+            return b""
+        uses = rest.count(b"&" + name + b";")
+        budget += len(v.group(2)) * uses
+        kept.append(name)
+        return decl.group(0)
+
+    prolog = _ENTITY_DECL.sub(judge, prolog)
+    if budget > ENTITY_BUDGET:
+        raise ParseError(url, f"entity expansion would add {budget:,} bytes (limit {ENTITY_BUDGET:,})")
+    return prolog + rest
 
 
 def _entry_time(entry, fetched: datetime) -> datetime:
@@ -106,17 +158,18 @@ def _entry_time(entry, fetched: datetime) -> datetime:
 
 
 def _content(entry) -> str:
-    best = ""
+    best, detail = "", None
     for c in entry.get("content") or ():
         v = c.get("value") or ""
         if len(v) > len(best):
-            best = v
-    return best
+            best, detail = v, c
+    return plain_or_html(best, detail)
 
 
 def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
                fetched: datetime) -> ParsedFeed:
     """Parse one feed body; raises ParseError when nothing can be recovered."""
+    body = defuse_entities(body, url)
     d = feedparser.parse(body, response_headers=headers, sanitize_html=False,
                          resolve_relative_uris=False)
     warnings = []
@@ -142,9 +195,9 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
 
 
 def _article(entry, url: str, source: str, fetched: datetime) -> Article:
-    title = html_to_text(entry.get("title") or "")
-    summary = html_to_text(entry.get("summary") or "")
-    content = html_to_text(_content(entry))
+    title = plain_or_html(entry.get("title") or "", entry.get("title_detail"))
+    summary = plain_or_html(entry.get("summary") or "", entry.get("summary_detail"))
+    content = _content(entry)
     if content == summary:
         content = ""
     link = (entry.get("link") or "").strip()

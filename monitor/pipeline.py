@@ -12,6 +12,7 @@ import multiprocessing
 import random
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +27,7 @@ from monitor import intervals
 from monitor.analysis import analyze_article
 from monitor.config import Config, FeedConfig
 from monitor.dedup import Decision, decide
-from monitor.errors import FeedError, IndexError_, RetryLater
+from monitor.errors import FeedError, IndexError_, ParseError, RetryLater
 from monitor.fetcher import Fetcher, FetchSettings
 from monitor.highlight import snippet
 from monitor.models import Article, FeedState
@@ -43,8 +44,17 @@ log = logging.getLogger("raqib.pipeline")
 _WORKER_TAGGER: Tagger | None = None
 
 
+WORKER_MEMORY_LIMIT = 2 * 1024**3  # a hostile feed may kill a worker, never the machine
+
+
 def _init_worker(rules: tuple[TopicRule, ...]) -> None:
     global _WORKER_TAGGER
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_LIMIT, WORKER_MEMORY_LIMIT))
+    except (ImportError, ValueError, OSError):
+        pass
     _WORKER_TAGGER = Tagger(rules)
 
 
@@ -96,20 +106,22 @@ class Pipeline:
         self.index = index or make_index(config, self.db_path)
         self.tagger = build_tagger(config.topics)
         n = config.settings.parse.workers if workers is None else workers
-        self._cpu: Executor
-        if n > 0:
-            self._cpu = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init_worker,
-                                            initargs=(rules_from_config(config.topics),))
-        else:
-            self._cpu = ThreadPoolExecutor(1, thread_name_prefix="raqib-parse")
+        self._workers = n
         self._in_process = n == 0
+        self._cpu: Executor = self._make_cpu_pool()
         self.fetcher = Fetcher(fetch_settings(config))
         self.matcher = Matcher()
         self.subscriptions: dict[str, Subscription] = {}
         self._subs_version: tuple | None = None
         self._drain_lock = asyncio.Lock()
         self.on_alerts: list = []  # callbacks woken when the outbox grows
+
+    def _make_cpu_pool(self) -> Executor:
+        if self._in_process:
+            return ThreadPoolExecutor(1, thread_name_prefix="raqib-parse")
+        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker,
+                                   initargs=(rules_from_config(self.config.topics),))
 
     async def __aenter__(self) -> Pipeline:
         await self.fetcher.__aenter__()
@@ -200,7 +212,16 @@ class Pipeline:
         args = (body, headers, feed.url, feed.id, now, feed.language)
         if self._in_process:
             return await loop.run_in_executor(self._cpu, parse_and_analyze, *args, self.tagger)
-        return await loop.run_in_executor(self._cpu, parse_and_analyze, *args)
+        pool = self._cpu
+        try:
+            return await loop.run_in_executor(pool, parse_and_analyze, *args)
+        except BrokenProcessPool:
+            # A worker died (out of memory on a hostile body, or killed): this feed fails,
+            # a fresh pool serves the others.
+            if self._cpu is pool:
+                self._cpu = self._make_cpu_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise ParseError(feed.url, "the parser process died on this feed (too large or hostile?)") from None
 
     async def poll_all(self, feeds: list[FeedConfig], on_done=None) -> list[FeedReport]:
         """Poll many feeds concurrently; one feed's failure never affects another."""

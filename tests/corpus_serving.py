@@ -9,6 +9,9 @@ Article must keep whatever the input: an id, an aware UTC `published` that is no
 
 from __future__ import annotations
 
+import html
+
+import asyncio
 import functools
 import gzip
 import json
@@ -146,8 +149,11 @@ async def fetch_and_parse(fetcher: Fetcher, url: str, source: str = "corpus",
     fetched = datetime.now(UTC)
     out = Outcome(url, fetched, body=result.body or b"", headers=result.headers)
     try:
-        out.parsed = parse_and_analyze(out.body, result.headers, url, source, fetched,
-                                       declared_language, tagger())
+        # In a thread, as Pipeline does with parse.workers = 0: should the XML parser ever fetch
+        # an external entity from the feed server, the request is answered and recorded instead
+        # of dead-locking the event loop that serves it.
+        out.parsed = await asyncio.to_thread(parse_and_analyze, out.body, result.headers, url,
+                                             source, fetched, declared_language, tagger())
     except ParseError as e:
         out.parse_error = e
     return out
@@ -195,10 +201,15 @@ def raw_values(body: bytes, headers: dict[str, str]) -> list[str]:
     """What feedparser hands the parse stage for each entry (the HTML html_to_text receives)."""
     d = feedparser.parse(body, response_headers=headers, sanitize_html=False,
                          resolve_relative_uris=False)
+    def as_html(value: str, detail) -> str:
+        # a text/plain value is text: its angle brackets are characters, not tags
+        return html.escape(value) if (detail or {}).get("type") == "text/plain" else value
+
     values = []
     for e in d.entries:
-        values += [e.get("title") or "", e.get("summary") or ""]
-        values += [c.get("value") or "" for c in e.get("content") or ()]
+        values += [as_html(e.get("title") or "", e.get("title_detail")),
+                   as_html(e.get("summary") or "", e.get("summary_detail"))]
+        values += [as_html(c.get("value") or "", c) for c in e.get("content") or ()]
     return values
 
 
