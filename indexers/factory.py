@@ -6,14 +6,16 @@ from pathlib import Path
 
 from indexers.base import ArticleIndex
 from monitor.config import Config
-from monitor.errors import ConfigError
 
 
 def make_index(config: Config, db_path: Path) -> ArticleIndex:
-    backend = config.settings.index.backend
-    if backend == "sqlite":
+    cfg = config.settings.index
+    if cfg.backend == "sqlite":
         from indexers.sqlite import SqliteIndex
 
         return SqliteIndex(db_path)
-    raise ConfigError(f"{config.config_dir / 'raqib.yaml'}, index.backend: the {backend} engine "
-                      "is not available in this version yet; use sqlite")
+    from indexers.engine import EngineIndex, make_client
+
+    client = make_client(cfg.backend, cfg.urls, cfg.verify_certs, cfg.ca_certs)
+    return EngineIndex(client, prefix=cfg.index_prefix, flavor=cfg.backend,
+                       shards=cfg.shards, replicas=cfg.replicas)

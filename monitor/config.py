@@ -76,6 +76,8 @@ class IndexConfig(_Model):
     verify_certs: bool = True
     ca_certs: str | None = None
     index_prefix: str = "raqib"
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=0)
 
 
 class AlertSettings(_Model):

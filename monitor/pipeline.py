@@ -32,7 +32,7 @@ from monitor.fetcher import Fetcher, FetchSettings
 from monitor.highlight import snippet
 from monitor.models import Article, FeedState
 from monitor.parser import ParsedFeed, canonical_link, parse_feed
-from monitor.query import positive_keys
+from monitor.query import parse, positive_keys
 from monitor.store import Store
 from monitor.tagger import Tagger, TopicRule
 from monitor.topics import build_tagger, rules_from_config
@@ -114,6 +114,9 @@ class Pipeline:
         self.subscriptions: dict[str, Subscription] = {}
         self._subs_version: tuple | None = None
         self._drain_lock = asyncio.Lock()
+        self._percolator = hasattr(self.index, "percolate")
+        self._keys: dict[str, set[str]] = {}
+        self._worker_id: str | None = None
         self.on_alerts: list = []  # callbacks woken when the outbox grows
 
     def _make_cpu_pool(self) -> Executor:
@@ -252,20 +255,33 @@ class Pipeline:
                     break
                 try:
                     await self.index.index([a for _, a in pending])
+                    done = [k for k, _ in pending]
                 except IndexError_ as e:
+                    # Articles the backend took are marked; the rest stay queued for the next
+                    # round (a cluster that is down, or one document it refuses).
+                    took = set(getattr(e, "indexed", ()))
+                    done = [k for k, a in pending if a.id in took]
+                    await self.db(self.store.mark, "indexed", done)
+                    report.indexed += len(done)
                     report.index_error = str(e)
-                    log.error("index unavailable; articles stay queued", extra={"error": str(e)})
+                    log.error("index unavailable or refused articles; they stay queued",
+                              extra={"error": str(e)[:500], "queued": len(pending) - len(done)})
                     break
-                await self.db(self.store.mark, "indexed", [k for k, _ in pending])
+                await self.db(self.store.mark, "indexed", done)
                 report.indexed += len(pending)
                 if len(pending) < batch:
                     break
-            await self._refresh_matcher()
             while True:
                 pending = await self.db(self.store.pending, "matched", batch)
                 if not pending:
                     break
-                items = await asyncio.to_thread(self._alerts_for, [a for _, a in pending])
+                articles = [a for _, a in pending]
+                try:
+                    await self._refresh_matcher()
+                    items = await self._match(articles)
+                except IndexError_ as e:
+                    log.error("alert matching unavailable; articles stay queued", extra={"error": str(e)[:500]})
+                    break
                 added = await self.db(outbox.enqueue_and_mark, self.store, items,
                                       [k for k, _ in pending], time.time())
                 report.matched += len(pending)
@@ -283,15 +299,35 @@ class Pipeline:
             return
         subs = await self.db(load_all, self.store)
         self.subscriptions = {s.id: s for s in subs}
-        self.matcher = Matcher((s.id, s.query) for s in subs)
+        self._keys = {s.id: positive_keys(parse(s.query)) for s in subs}
+        if self._percolator:
+            await self.index.put_subscriptions([(s.id, s.query) for s in subs])  # type: ignore[attr-defined]
+        else:
+            self.matcher = Matcher((s.id, s.query) for s in subs)
         self._subs_version = v
 
-    def _alerts_for(self, articles: list[Article]) -> list[tuple[str, AlertItem]]:
+    async def _match(self, articles: list[Article]) -> list[tuple[str, AlertItem]]:
+        """Alerts for a batch: in-process matcher, or the cluster's percolator (one request per
+        batch) with a cluster-wide claim so two workers never alert the same thing twice."""
+        if not self._percolator:
+            matches = await asyncio.to_thread(lambda: {a.id: self.matcher.match(a) for a in articles})
+            return self._alerts_for(articles, matches)
+        matches = await self.index.percolate(articles)  # type: ignore[attr-defined]
+        items = self._alerts_for(articles, matches)
+        if self._worker_id is None:
+            self._worker_id = await self.db(self.store.worker_id)
+        mine = await self.index.claim_deliveries(  # type: ignore[attr-defined]
+            [it.delivery_id for _, it in items], self._worker_id)
+        return [(ch, it) for ch, it in items if it.delivery_id in mine]
+
+    def _alerts_for(self, articles: list[Article], matches: dict[str, list[str]]) -> list[tuple[str, AlertItem]]:
         items = []
         for a in articles:
-            for sid in self.matcher.match(a):
-                sub = self.subscriptions[sid]
-                keys = positive_keys(self.matcher.rules[sid].node)
+            for sid in sorted(matches.get(a.id, ())):
+                sub = self.subscriptions.get(sid)
+                if sub is None:  # removed since the cluster matched it
+                    continue
+                keys = self._keys[sid]
                 snip = snippet(a.body or a.title, keys) if keys else snippet(
                     a.body or a.title, {m.text for m in a.matches})
                 for ch in sub.channels:

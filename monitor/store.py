@@ -24,6 +24,7 @@ from pathlib import Path
 from monitor.models import Article, FeedState, Match
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS feeds (
     url TEXT PRIMARY KEY,
     etag TEXT, last_modified TEXT,
@@ -123,6 +124,15 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def worker_id(self) -> str:
+        """A stable id for this installation (who claimed an alert on a shared cluster)."""
+        import uuid
+
+        with self._tx():
+            self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('worker_id', ?)",
+                              (uuid.uuid4().hex,))
+        return self.conn.execute("SELECT value FROM meta WHERE key = 'worker_id'").fetchone()[0]
 
     # ---- transactions ----
 
