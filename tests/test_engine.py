@@ -32,7 +32,7 @@ from monitor.store import Store
 from monitor.topics import build_tagger
 from tests.corpus import topical_docs
 from tests.helpers import make_article
-from tests.opensearch_node import elasticsearch_url, opensearch_cluster, opensearch_url  # noqa: F401
+
 from tests.test_search import QUERIES
 
 pytestmark = pytest.mark.engine
@@ -568,7 +568,7 @@ async def test_percolator_fires_exactly_what_the_matcher_fires(make_engine, corp
 # ---------------------------------------------------------- three nodes ----
 
 @pytest.mark.slow
-async def test_three_node_cluster_keeps_every_acknowledged_article(opensearch_cluster, corpus):  # noqa: F811
+async def test_three_node_cluster_keeps_every_acknowledged_article(opensearch_cluster, corpus):
     cluster = opensearch_cluster
     ix = EngineIndex(make_client("opensearch", cluster.urls, request_timeout=30, max_retries=3),
                      prefix="rqt-cluster", flavor="opensearch", shards=3, replicas=1,

@@ -15,7 +15,6 @@ from monitor.service import run_once
 from monitor.store import Store
 from tests.corpus import rss, rss_item, seed_text
 from tests.e2e_setup import write_config
-from tests.opensearch_node import opensearch_url  # noqa: F401
 
 pytestmark = pytest.mark.engine
 TITLE = "روتي: على الناتو التركيز على دعم أوكرانيا"
@@ -32,7 +31,7 @@ def _config(tmp_path, name, feeds, hook_url, index_url, prefix):
 
 
 async def test_outage_queues_then_recovers_and_two_workers_alert_once(
-        tmp_path, feed_server, webhook_receiver, opensearch_url, monkeypatch):  # noqa: F811
+        tmp_path, feed_server, webhook_receiver, opensearch_url, monkeypatch):
     monkeypatch.setenv("RAQIB_TEST_HOOK_SECRET", "k")
     feed_server.set_feed("/seed.xml", rss([
         rss_item(TITLE, "https://example.org/seed", seed_text(), guid="seed-1"),
