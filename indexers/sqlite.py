@@ -235,13 +235,19 @@ class SqliteIndex:
         else:
             source = "articles a LEFT JOIN (SELECT NULL AS rid, 0.0 AS score) r ON 0"
         order = "a.published DESC" if sort == "date" or not rank else "coalesce(r.score, 0), a.published DESC"
-        cols = ", ".join(f"a.{c.strip()}" for c in ARTICLE_COLUMNS.split(","))
-        sql = (f"SELECT {cols}, coalesce(r.score, 0), count(*) OVER () FROM {source} "
+        # Two steps: rank and count with nothing but rowids and scores (so SQLite never builds
+        # or sorts the full text of every match), then read the page's rows.
+        sql = (f"SELECT a.rowid, coalesce(r.score, 0), count(*) OVER () FROM {source} "
                f"WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?")
         try:
-            rows = self.conn.execute(sql, [*params, limit, offset]).fetchall()
+            ranked = self.conn.execute(sql, [*params, limit, offset]).fetchall()
         except sqlite3.OperationalError as e:
             raise QueryError(f"search failed: {e}", query) from e
+        cols = ", ".join(ARTICLE_COLUMNS.split(","))
+        by_rowid = {r[0]: r[1:] for r in self.conn.execute(
+            f"SELECT rowid, {cols} FROM articles WHERE rowid IN ({','.join('?' * len(ranked))})",
+            [r[0] for r in ranked])} if ranked else {}
+        rows = [(*by_rowid[r[0]], r[1], r[2]) for r in ranked if r[0] in by_rowid]
         keys = positive_keys(node)
         hits = []
         for row in rows:

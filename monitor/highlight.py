@@ -4,15 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from monitor.arabic import forms, tokens_with_offsets
+from monitor.arabic import MARKS_RE, WORD_RE, forms
 
 OPEN, CLOSE = "«", "»"
 
 
-def spans(text: str, keys: Collection[str]) -> list[tuple[int, int]]:
+def spans(text: str, keys: Collection[str], first_only: bool = False) -> list[tuple[int, int]]:
+    """(start, end) of every word of `text` that answers to one of `keys`.
+
+    The text is normalized once and scanned word by word (forms() is cached), rather than
+    normalizing each word: a long article costs one pass."""
     if not keys:
         return []
-    return [(s, e) for tok, s, e in tokens_with_offsets(text) if any(f in keys for f in forms(tok))]
+    from monitor.tagger import _normalize_with_map  # the same offset map the tagger uses
+
+    norm, to_orig = _normalize_with_map(text)
+    out = []
+    n = len(text)
+    for m in WORD_RE.finditer(norm):
+        if any(f in keys for f in forms(m.group())):
+            s, e = to_orig(m.start()), to_orig(m.end() - 1) + 1
+            while e < n and MARKS_RE.match(text, e):
+                e += 1
+            out.append((s, e))
+            if first_only:
+                break
+    return out
 
 
 def highlight(text: str, keys: Collection[str], open_: str = OPEN, close: str = CLOSE) -> str:
@@ -27,7 +44,7 @@ def highlight(text: str, keys: Collection[str], open_: str = OPEN, close: str = 
 def snippet(text: str, keys: Collection[str], width: int = 240, open_: str = OPEN,
             close: str = CLOSE) -> str:
     """A window of about `width` characters around the first match, matches marked."""
-    found = spans(text, keys)
+    found = spans(text, keys, first_only=True)
     if not found:
         cut = text[:width]
         return cut + ("…" if len(text) > width else "")

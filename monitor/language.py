@@ -10,7 +10,7 @@ _LETTER = re.compile(r"[^\W\d_]")
 
 def detect_language(text: str, declared: str = "") -> str:
     """ISO 639-1 code; a feed's declared language wins when the text agrees with its script."""
-    sample = text[:2000]
+    sample = text[:600]  # enough to tell the script; the long tail only costs time
     letters = len(_LETTER.findall(sample))
     if not letters:
         return (declared or "")[:2].lower()

@@ -62,10 +62,34 @@ async def run_once(config: Config, on_feed=None, feeds: list[FeedConfig] | None 
                     on_feed(skipped[-1])
             else:
                 todo.append(f)
-        reports = skipped + await p.poll_all(todo, on_feed)
-        drained = await p.drain()
+        # Index and match while feeds are still being fetched and parsed, so the main
+        # process's share of the work overlaps the parse workers' instead of following it.
+        polling = asyncio.Event()
+        polling.set()
+        totals = DrainReport()
+
+        async def drain_alongside() -> None:
+            while polling.is_set():
+                _add(totals, await p.drain())
+                await asyncio.sleep(0.2)
+
+        background = asyncio.create_task(drain_alongside())
+        try:
+            reports = skipped + await p.poll_all(todo, on_feed)
+        finally:
+            polling.clear()
+            await background
+        drained = _add(totals, await p.drain())
         delivered = await deliverer.run_once()
         return reports, drained, delivered
+
+
+def _add(total: DrainReport, part: DrainReport) -> DrainReport:
+    total.indexed += part.indexed
+    total.matched += part.matched
+    total.alerts += part.alerts
+    total.index_error = part.index_error or total.index_error
+    return total
 
 
 class Service:
