@@ -47,8 +47,25 @@ _WORKER_TAGGER: Tagger | None = None
 WORKER_MEMORY_LIMIT = 2 * 1024**3  # a hostile feed may kill a worker, never the machine
 
 
+def _die_with_parent() -> None:
+    """A parse worker must not outlive a killed service (SIGKILL leaves no time to clean up)."""
+    import os
+    import signal
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown still applies
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 def _init_worker(rules: tuple[TopicRule, ...]) -> None:
     global _WORKER_TAGGER
+    _die_with_parent()
     try:
         import resource
 
