@@ -14,18 +14,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from indexers.base import TrendBucket
-from monitor.analysis import positions
-from monitor.arabic import index_terms
+from monitor.arabic import index_terms, normalize
 from monitor.errors import IndexError_, QueryError
 from monitor.highlight import highlight, snippet
 from monitor.models import Article, SearchHit, SearchPage, body_of
 from monitor.query import (And, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
-                           parse, phrase_in, positive_keys)
+                           parse, phrase_in_text, positive_keys)
 from monitor.store import ARTICLE_COLUMNS, connect, iso, row_to_article
 
 FTS_SCHEMA = """
@@ -142,17 +140,12 @@ def rank_expr(node: Node) -> str | None:
     return " OR ".join(f'"{k}"' for k in keys) if keys else None
 
 
-@lru_cache(maxsize=4096)
-def _positions(text: str) -> list[tuple[str, ...]]:
-    return positions(text)
-
-
 def _phrase_udf(title: str, summary: str, content: str, keys: str, field: str) -> int:
     ks = tuple(keys.split("\x1f"))
-    if field != "body" and phrase_in(_positions(title), ks):
+    if field != "body" and phrase_in_text(normalize(title), ks):
         return 1
     if field != "title":
-        return int(phrase_in(_positions(body_of(summary, content)), ks))
+        return int(phrase_in_text(normalize(body_of(summary, content)), ks))
     return 0
 
 

@@ -314,6 +314,34 @@ def phrase_in(positions: Sequence[tuple[str, ...]], keys: tuple[str, ...]) -> bo
     return False
 
 
+def phrase_in_text(norm: str, keys: tuple[str, ...]) -> bool:
+    """phrase_in() over a NORMALIZED text without tokenizing all of it: every match starts at
+    a token holding keys[0] (a form is a suffix of its token), so only windows around its
+    occurrences are tokenized. Windows start and end at spaces, where tokenization of the
+    window and of the whole text agree; a window short of the phrase is widened."""
+    from monitor.arabic import forms
+
+    k0 = keys[0]
+    n = len(norm)
+    span = sum(len(k) + 4 for k in keys) + 16
+    start = 0
+    while (i := norm.find(k0, start)) >= 0:
+        a = norm.rfind(" ", 0, i) + 1
+        width = span
+        while True:
+            b = norm.find(" ", i + width)
+            b = n if b < 0 else b
+            toks = [m for m in WORD_RE.finditer(norm, a, b)]
+            after = [m for m in toks if m.end() > i]
+            if len(after) >= len(keys) or b == n:
+                break
+            width *= 4
+        if phrase_in([forms(m.group()) for m in toks], keys):
+            return True
+        start = i + 1
+    return False
+
+
 def evaluate(node: Node, doc: AnalyzedDoc) -> bool:
     match node:
         case Term(key=key, field=field):

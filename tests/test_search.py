@@ -135,3 +135,26 @@ async def test_seed_article_is_found_by_its_topics(tmp_path, tagger):
         assert (await index.search(q)).total == 1, q
     await index.close()
     store.close()
+
+
+def test_windowed_phrase_check_equals_the_token_check():
+    """The search index verifies phrases on windows of the text; it must agree with the
+    matcher's check over all tokens, on real text, for phrases that occur and ones that don't."""
+    from monitor.arabic import forms, normalize, query_key, tokens
+    from monitor.query import phrase_in, phrase_in_text
+
+    rnd = random.Random(5)
+    agree = found = 0
+    for d in topical_docs()[:150]:
+        toks = tokens(d.text)
+        norm, pos = normalize(d.text), [forms(t) for t in toks]
+        for _ in range(15):
+            j = rnd.randrange(max(1, len(toks) - 3))
+            keys = tuple(query_key(t) for t in toks[j:j + rnd.choice([2, 3])])
+            if rnd.random() < 0.3:
+                keys = (*keys[:-1], query_key(rnd.choice(toks)))
+            expected = phrase_in(pos, keys)
+            assert phrase_in_text(norm, keys) == expected, keys
+            found += expected
+            agree += 1
+    assert agree > 2000 and 0 < found < agree
