@@ -28,6 +28,12 @@ ENV_PREFIX = "RAQIB_"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 
+def _check_id(v: str) -> str:
+    if not _ID_RE.match(v):
+        raise ValueError("use lower-case letters, digits, '-' and '_'")
+    return v
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -104,12 +110,7 @@ class FeedConfig(_Model):
     interval: float | None = Field(None, gt=0)
     enabled: bool = True
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        if not _ID_RE.match(v):
-            raise ValueError("use lower-case letters, digits, '-' and '_'")
-        return v
+    _id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
 
     @field_validator("url")
     @classmethod
@@ -145,12 +146,7 @@ class TopicConfig(_Model):
         # YAML reads 1994 as an int; a phrase is text.
         return [str(x) for x in v] if isinstance(v, list) else v
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        if not _ID_RE.match(v):
-            raise ValueError("use lower-case letters, digits, '-' and '_'")
-        return v
+    _id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
 
     @model_validator(mode="after")
     def _weak_needs_context(self) -> TopicConfig:

@@ -172,24 +172,23 @@ class Store:
 
     # ---- articles ----
 
-    def known(self, ids: Iterable[str]) -> dict[str, str]:
-        """id -> content hash for the ids already stored (the dedup decision's input)."""
-        ids = list(ids)
+    def _lookup(self, key: str, value: str, wanted: Iterable[str]) -> dict[str, str]:
+        """{key: value} for stored articles whose `key` column is among `wanted`."""
+        keys = [k for k in wanted if k]
         out: dict[str, str] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            q = f"SELECT id, content_hash FROM articles WHERE id IN ({','.join('?' * len(chunk))})"
+        for i in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
+            chunk = keys[i:i + 500]
+            q = f"SELECT {key}, {value} FROM articles WHERE {key} IN ({','.join('?' * len(chunk))})"
             out.update(self.conn.execute(q, chunk))
         return out
 
+    def known(self, ids: Iterable[str]) -> dict[str, str]:
+        """id -> content hash for the ids already stored (the dedup decision's input)."""
+        return self._lookup("id", "content_hash", ids)
+
     def ids_for_links(self, link_keys: Iterable[str]) -> dict[str, str]:
-        keys = [k for k in link_keys if k]
-        out: dict[str, str] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            q = f"SELECT link_key, id FROM articles WHERE link_key IN ({','.join('?' * len(chunk))})"
-            out.update(self.conn.execute(q, chunk))
-        return out
+        """canonical link -> id of the article stored under it (cross-feed dedup)."""
+        return self._lookup("link_key", "id", link_keys)
 
     def ingest(self, new: Sequence[Article], updated: Sequence[Article], link_keys: dict[str, str],
                feed_state: FeedState | None) -> None:
