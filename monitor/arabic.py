@@ -120,9 +120,11 @@ def proclitic_ok(prefix: str) -> bool:
 _PROCLITIC_SET = frozenset(PROCLITICS)
 
 
-def tokens(text: str) -> list[str]:
-    """Normalized word tokens (fast path: no offsets)."""
-    return [m.group() for m in WORD_RE.finditer(normalize(text))]
+@lru_cache(maxsize=1024)
+def tokens(text: str) -> tuple[str, ...]:
+    """Normalized word tokens (fast path: no offsets). Cached: the index and the alert
+    matcher read the same article texts one after the other."""
+    return tuple(WORD_RE.findall(normalize(text)))
 
 
 def tokens_with_offsets(text: str) -> Iterator[tuple[str, int, int]]:
