@@ -69,3 +69,20 @@ async def test_outage_queues_then_recovers_and_two_workers_alert_once(
     assert reports[0].new == 2 and drained.matched == 2
     assert delivered.messages == 0
     assert len(webhook_receiver.items()) == 2
+
+    # operations: status shows cluster health and counts; reindex rebuilds from the store
+    import json
+    import subprocess
+    import sys
+
+    from tests.e2e_setup import ROOT
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "monitor.cli", "index", *args, "--config",
+                               str(other.config_dir)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    st = json.loads(cli("status", "--json").stdout)
+    assert st["backend"] == "opensearch" and st["health"]
+    assert st["stored_articles"] == 2 and st["waiting_to_index"] == 0
+    r = cli("reindex")
+    assert r.returncode == 0 and "reindexed 2 articles" in r.stdout, r.stderr
