@@ -43,6 +43,23 @@ def doc_to_article(d: AntDoc, now: datetime, suffix: str = "") -> Article:
                    link=d.url + suffix, published=pub, fetched=now, language="ar")
 
 
+def code_revision() -> dict:
+    """The commit measured and any uncommitted files (read-only git calls)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", "--no-optional-locks", *a], cwd=root, capture_output=True,
+                                  text=True, timeout=10).stdout.rstrip("\n")
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted": [ln[3:] for ln in git("status", "--porcelain").splitlines()]}
+
+
 def emit(result: dict) -> None:
     result.setdefault("command", " ".join([Path(sys.executable).name, *sys.argv]))
     result.setdefault("machine", {"python": platform.python_version(), "cpus": os.cpu_count(),

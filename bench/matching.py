@@ -5,7 +5,8 @@
 Rules are drawn from the corpus's own vocabulary (frequencies over --vocab-articles real
 articles): by default words ranked 1,000–50,000 — names, places and specific terms, what
 monitoring rules are written about (--min-rank 200 --max-rank 20000 is a broader stress
-case). Rules take the shapes monitoring desks write (see generate()). Measured on one core, articles analyzed and matched (alert items not built).
+case). Rules take the shapes monitoring desks write (see generate()).
+Measured on one core, articles analyzed and matched (alert items not built).
 """
 
 from __future__ import annotations

@@ -334,21 +334,6 @@ def reader_passes(urls: list[str], tmp: Path, workers: int, search: bool,
 # ---------------------------------------------------------------- main
 
 
-def code_revision() -> dict:
-    """The commit measured and any uncommitted files (read-only git calls)."""
-    import subprocess
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT, capture_output=True,
-                                  text=True, timeout=10).stdout.rstrip("\n")
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted": [ln[3:] for ln in git("status", "--porcelain").splitlines()]}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--feeds", type=int, default=1000)
@@ -364,7 +349,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
 
-    from common import emit
+    from common import code_revision, emit
 
     from monitor.logs import setup_logging
 

@@ -36,7 +36,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import doc_to_article, emit
+from common import code_revision, doc_to_article, emit
 
 from indexers.sqlite import SqliteIndex, compile_where
 from monitor.analysis import analyze_article
@@ -258,21 +258,6 @@ def clitic_recall(index: SqliteIndex, query: str = "الناتو") -> dict:
 
 
 # ---------------------------------------------------------------- main
-
-
-def code_revision() -> dict:
-    """The commit measured and any uncommitted files (read-only git calls)."""
-    import subprocess
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT, capture_output=True,
-                                  text=True, timeout=10).stdout.rstrip("\n")
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted": [ln[3:] for ln in git("status", "--porcelain").splitlines()]}
 
 
 def main() -> None:
