@@ -7,20 +7,36 @@ Any setting in raqib.yaml can be overridden by RAQIB_<SECTION>__<KEY> (e.g.
 RAQIB_FETCH__READ_TIMEOUT=20, RAQIB_INDEX__BACKEND=opensearch); RAQIB_DATA_DIR sets data_dir.
 Secrets (SMTP passwords, tokens, webhook secrets) are written as ${RAQIB_…} references and
 read from the environment when a channel is built; a literal one in a file is refused.
+
+Configs fail closed: YAML anchors/aliases (alias bombs), duplicate keys and deep nesting are
+refused, every number is finite and bounded, and every error is one line
+``file:line: key: problem`` (or ``environment variable RAQIB_…: key: problem``) that never
+echoes a secret.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from monitor.errors import ConfigError
 
@@ -34,8 +50,22 @@ def _check_id(v: str) -> str:
     return v
 
 
+class _At(ValueError):
+    """A validation problem at `path` below the location pydantic reports (a list index, a
+    channel key), so the message can name the exact key and line."""
+
+    def __init__(self, path: tuple[Any, ...], problem: str):
+        super().__init__(problem)
+        self.path = path
+        self.problem = problem
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` / `.nan` are refused for every float setting
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+DAY = 86400.0
 
 
 class LogSettings(_Model):
@@ -44,26 +74,27 @@ class LogSettings(_Model):
 
 
 class FetchConfig(_Model):
-    user_agent: str = "Raqib/0.1 (+https://github.com/raqib/raqib)"
-    connect_timeout: float = Field(10.0, gt=0)
-    read_timeout: float = Field(30.0, gt=0)
-    total_timeout: float = Field(60.0, gt=0)
-    max_bytes: int = Field(10 * 1024 * 1024, gt=0)
-    max_redirects: int = Field(5, ge=0)
-    per_host_limit: int = Field(2, ge=1)
-    total_limit: int = Field(100, ge=1)
-    retries: int = Field(2, ge=0)
-    backoff_base: float = Field(0.5, ge=0)
-    backoff_max: float = Field(30.0, ge=0)
-    max_inline_retry_after: float = Field(5.0, ge=0)
+    user_agent: str = Field("Raqib/0.1 (+https://github.com/raqib/raqib)", min_length=1, max_length=512,
+                            pattern=r"^[\x20-\x7e]+$")  # one printable ASCII header line
+    connect_timeout: float = Field(10.0, gt=0, le=600)
+    read_timeout: float = Field(30.0, gt=0, le=600)
+    total_timeout: float = Field(60.0, gt=0, le=3600)
+    max_bytes: int = Field(10 * 1024 * 1024, gt=0, le=1 << 30)
+    max_redirects: int = Field(5, ge=0, le=30)
+    per_host_limit: int = Field(2, ge=1, le=100)
+    total_limit: int = Field(100, ge=1, le=10_000)
+    retries: int = Field(2, ge=0, le=10)
+    backoff_base: float = Field(0.5, ge=0, le=3600)
+    backoff_max: float = Field(30.0, ge=0, le=DAY)
+    max_inline_retry_after: float = Field(5.0, ge=0, le=600)
 
 
 class ScheduleConfig(_Model):
-    default_interval: float = Field(900, gt=0, description="seconds between polls of a feed")
-    min_interval: float = Field(120, gt=0)
-    max_interval: float = Field(6 * 3600, gt=0)
-    jitter: float = Field(30, ge=0)
-    error_backoff_max: float = Field(24 * 3600, gt=0)
+    default_interval: float = Field(900, gt=0, le=30 * DAY, description="seconds between polls of a feed")
+    min_interval: float = Field(120, gt=0, le=30 * DAY)
+    max_interval: float = Field(6 * 3600, gt=0, le=30 * DAY)
+    jitter: float = Field(30, ge=0, le=DAY)
+    error_backoff_max: float = Field(24 * 3600, gt=0, le=30 * DAY)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScheduleConfig:
@@ -73,7 +104,7 @@ class ScheduleConfig(_Model):
 
 
 class ParseConfig(_Model):
-    workers: int = Field(2, ge=0, description="processes for parsing and tagging; 0 = in-process")
+    workers: int = Field(2, ge=0, le=256, description="processes for parsing and tagging; 0 = in-process")
 
 
 class IndexConfig(_Model):
@@ -82,14 +113,14 @@ class IndexConfig(_Model):
     verify_certs: bool = True
     ca_certs: str | None = None
     index_prefix: str = "raqib"
-    shards: int = Field(1, ge=1)
-    replicas: int = Field(1, ge=0)
+    shards: int = Field(1, ge=1, le=1024)
+    replicas: int = Field(1, ge=0, le=100)
 
 
 class AlertSettings(_Model):
-    deliver_interval: float = Field(10, gt=0)
-    retry_base: float = Field(30, gt=0)
-    retry_max: float = Field(3600, gt=0)
+    deliver_interval: float = Field(10, gt=0, le=DAY)
+    retry_base: float = Field(30, gt=0, le=DAY)
+    retry_max: float = Field(3600, gt=0, le=30 * DAY)
 
 
 class Settings(_Model):
@@ -102,12 +133,29 @@ class Settings(_Model):
     alerts: AlertSettings = AlertSettings()
 
 
+def _shown_url(url: str) -> str:
+    """scheme://host/path of a URL for an error message: never user-info, query or fragment."""
+    try:
+        p = urlsplit(url)
+        host = p.hostname or ""
+    except ValueError:
+        return "(unparseable url)"
+    return f"{p.scheme}://{host}{p.path}"[:200]
+
+
+def _check_url_text(v: str) -> None:
+    if len(v) > 2048:
+        raise ValueError("url is longer than 2048 characters")
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in v):
+        raise ValueError("url contains whitespace or control characters")
+
+
 class FeedConfig(_Model):
-    id: str
+    id: str = Field(max_length=100)
     url: str
-    name: str = ""
-    language: str = ""
-    interval: float | None = Field(None, gt=0)
+    name: str = Field("", max_length=500)
+    language: str = Field("", max_length=35)
+    interval: float | None = Field(None, gt=0, le=30 * DAY)
     enabled: bool = True
 
     _id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
@@ -115,36 +163,73 @@ class FeedConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{v!r} is not an http(s) URL")
+        _check_url_text(v)
+        try:
+            parts = urlsplit(v)
+            host, _ = parts.hostname, parts.port
+        except ValueError:
+            raise ValueError("url is not a valid URL (bad host or port)") from None
+        if parts.scheme not in ("http", "https") or not host:
+            raise ValueError(f"{_shown_url(v)!r} is not an http(s) URL")
+        if "@" in parts.netloc:
+            # never echo them: the message names the feed, not the credentials
+            raise ValueError("url holds credentials (user:password@); feeds are fetched without "
+                             "credentials — remove them from the url")
         return v
 
 
 class FeedsFile(_Model):
-    feeds: tuple[FeedConfig, ...]
+    feeds: tuple[FeedConfig, ...] = Field(max_length=100_000)
 
     @model_validator(mode="after")
     def _unique(self) -> FeedsFile:
-        _no_duplicates([f.id for f in self.feeds], "feed id")
-        _no_duplicates([f.url for f in self.feeds], "feed url")
+        _no_duplicates([f.id for f in self.feeds], "feed id", "feeds", "id")
+        _no_duplicates([f.url for f in self.feeds], "feed url", "feeds", "url")
         return self
 
 
+_PHRASE_MAX = 200
+
+
+def _phrase_ok(field: str, i: int, phrase: str) -> str:
+    from monitor.arabic import WORD_RE, normalize
+
+    if len(phrase) > _PHRASE_MAX:
+        raise _At((i,), f"phrase is longer than {_PHRASE_MAX} characters")
+    if not WORD_RE.search(normalize(phrase)):
+        raise _At((i,), f"{phrase.strip()[:40]!r} has no letters or digits (diacritics, tatweel and "
+                        "punctuation are ignored when matching); an empty phrase would match everywhere")
+    return phrase
+
+
 class TopicConfig(_Model):
-    id: str
-    name: str = ""
-    aliases: tuple[str, ...] = Field(min_length=1)
-    weak_aliases: tuple[str, ...] = ()
-    context: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    context_window: int = Field(150, ge=1)
+    id: str = Field(max_length=100)
+    name: str = Field("", max_length=500)
+    aliases: tuple[str, ...] = Field(min_length=1, max_length=10_000)
+    weak_aliases: tuple[str, ...] = Field((), max_length=10_000)
+    context: tuple[str, ...] = Field((), max_length=10_000)
+    exclude: tuple[str, ...] = Field((), max_length=10_000)
+    context_window: int = Field(150, ge=1, le=10_000)
 
     @field_validator("aliases", "weak_aliases", "context", "exclude", mode="before")
     @classmethod
     def _strings(cls, v: Any) -> Any:
-        # YAML reads 1994 as an int; a phrase is text.
-        return [str(x) for x in v] if isinstance(v, list) else v
+        if not isinstance(v, list):
+            return v
+        out = []
+        for i, x in enumerate(v):
+            # YAML reads 1994 as an int (fine: a phrase is text), but `- ` as null (which would
+            # become the word "None") and yes/no as booleans: refuse those rather than guess
+            if isinstance(x, bool) or not isinstance(x, str | int):
+                raise _At((i,), "each phrase must be text; an empty entry, a list, or a value YAML "
+                                "reads as null, yes/no, a date or a float must be written in quotes")
+            out.append(str(x))
+        return out
+
+    @field_validator("aliases", "weak_aliases", "context", "exclude")
+    @classmethod
+    def _words(cls, v: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return tuple(_phrase_ok(info.field_name or "", i, p) for i, p in enumerate(v))
 
     _id = field_validator("id")(classmethod(lambda cls, v: _check_id(v)))
 
@@ -156,26 +241,26 @@ class TopicConfig(_Model):
 
 
 class TopicsFile(_Model):
-    topics: tuple[TopicConfig, ...]
+    topics: tuple[TopicConfig, ...] = Field(max_length=10_000)
 
     @model_validator(mode="after")
     def _unique(self) -> TopicsFile:
-        _no_duplicates([t.id for t in self.topics], "topic id")
+        _no_duplicates([t.id for t in self.topics], "topic id", "topics", "id")
         return self
 
 
 class Throttle(_Model):
-    max: int = Field(ge=1)
-    per: float = Field(3600, gt=0, description="seconds")
+    max: int = Field(ge=1, le=1_000_000)
+    per: float = Field(3600, gt=0, le=30 * DAY, description="seconds")
 
 
 class SubscriptionConfig(_Model):
-    id: str
-    query: str
-    channels: tuple[str, ...] = Field(min_length=1)
-    name: str = ""
+    id: str = Field(max_length=100)
+    query: str = Field(max_length=4096)
+    channels: tuple[str, ...] = Field(min_length=1, max_length=100)
+    name: str = Field("", max_length=500)
     throttle: Throttle | None = None
-    digest_minutes: float = Field(0, ge=0)
+    digest_minutes: float = Field(0, ge=0, le=7 * 24 * 60)
 
     @field_validator("query")
     @classmethod
@@ -187,47 +272,208 @@ class SubscriptionConfig(_Model):
             parse(v)
         except QueryError as e:
             raise ValueError(str(e)) from None
+        except RecursionError:
+            raise ValueError("the query is nested too deeply") from None
+        except Exception as e:  # noqa: BLE001 - any parser failure is this file's error, not a crash
+            raise ValueError(f"the query cannot be parsed ({type(e).__name__})") from None
         return v
+
+
+# ------------------------------------------------------------------ channels and literal secrets
+
+CHANNEL_TYPES = ("apprise", "webhook", "email", "telegram", "slack", "discord", "json", "log")
+CHANNEL_FORMATS = ("html", "markdown", "text")
+_SECRET_KEYS = frozenset({"password", "token", "secret", "api_key", "apikey", "access_token",
+                          "bot_token", "webhook_token", "key"})
+_ENV_REF = re.compile(r"\$\{([^}]*)\}|\$%7B(.*?)%7D", re.IGNORECASE)
+_ENV_NAME = re.compile(r"RAQIB_[A-Z0-9_]+")
+_HOLE = "raqibenvref"  # stands for an environment reference while a url is inspected
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*)://([^/?#]*)", re.IGNORECASE)
+_TELEGRAM_TOKEN = re.compile(r"(?<![A-Za-z0-9])(?:bot)?\d{3,}:[A-Za-z0-9_\-]{10,}")
+_SLACK_TOKEN = re.compile(r"xox[a-z]-[A-Za-z0-9\-]+", re.IGNORECASE)
+_SLACK_HOOK = re.compile(r"hooks\.slack\.com/(?:services|workflows|triggers)/([^?#]*)", re.IGNORECASE)
+_DISCORD_HOOK = re.compile(r"discord(?:app)?\.com/api/webhooks/([^?#]*)", re.IGNORECASE)
+_SECRET_QUERY = re.compile(r"[?&;]([a-z_\-]*(?:token|key|secret|pass|passwd|password|pwd|pw|auth|"
+                           r"signature|sig|apikey|code|hash|webhook))=([^&#;]*)", re.IGNORECASE)
+
+
+def _literal(part: str) -> bool:
+    """True when a piece of a url is literal text rather than (only) environment references."""
+    return bool(unquote(part).replace(_HOLE, "").strip("/ "))
+
+
+_PUBLIC_IDS = frozenset({"webhook_id"})  # marked private by Apprise, but only an id: the token is the secret
+
+
+def _apprise_private(url: str) -> str | None:
+    """The first token Apprise itself marks private (passwords, tokens, keys) given literally in
+    `url`, for every service Apprise knows; None when all come from the environment."""
+    import logging
+
+    try:
+        from apprise import plugins
+        from apprise.manager_plugins import NotificationManager
+    except ImportError:  # pragma: no cover - apprise is a dependency
+        return None
+    lg = logging.getLogger("apprise")
+    saved = lg.disabled
+    lg.disabled = True  # a failed parse logs the url: keep it out of the logs
+    try:
+        parsed = plugins.url_to_dict(url)
+        schema = parsed.get("schema") if parsed else None
+        manager = NotificationManager()
+        plugin = manager[schema] if schema and schema in manager else None
+    except Exception:  # noqa: BLE001 - an unparseable url is reported by the regex checks or at send
+        return None
+    finally:
+        lg.disabled = saved
+    if not parsed or plugin is None:
+        return None
+    spec = {**getattr(plugin, "template_tokens", {}), **getattr(plugin, "template_args", {})}
+    for name, meta in spec.items():
+        if not isinstance(meta, dict) or not meta.get("private") or name in _PUBLIC_IDS:
+            continue
+        for key in {name, meta.get("map_to") or name}:
+            value = parsed.get(key)
+            if isinstance(value, str) and value and _literal(value):
+                return f"a literal {meta.get('name') or key}"
+    return None
+
+
+def literal_secret(value: str) -> str | None:
+    """What literal secret `value` (a channel setting, usually a url) holds, or None.
+
+    Covers every place Apprise takes one: url user-info passwords, Telegram bot tokens
+    (``tgram://123:ABC…``, ``bot123:ABC…``), Slack (``hooks.slack.com/services/…``, ``slack://``,
+    ``xox…-`` tokens), Discord (``/api/webhooks/<id>/<token>``, ``discord://id/token``),
+    secret-looking query keys (``?token=``, ``apikey=``, ``password=`` …) and any token a
+    service's Apprise plugin marks private. The answer never contains the secret itself."""
+    text = _ENV_REF.sub(_HOLE, value)
+    m = _SCHEME.match(text.strip())
+    if m:
+        scheme, netloc = m.group(1).lower(), m.group(2)
+        userinfo = netloc.rpartition("@")[0] if "@" in netloc else ""
+        if ":" in userinfo and _literal(userinfo.split(":", 1)[1]):
+            return "a literal password in the url's user-info"
+        rest = text.strip()[len(scheme) + 3:]
+        if scheme == "slack":
+            after_user = rest.split("@", 1)[1] if "@" in rest.split("/", 1)[0] else rest
+            parts = re.split(r"[/?#]", after_user)
+            for p in parts[:4]:
+                if p and not p.startswith(("#", "@", "%23", "%40")) and "=" not in p and _literal(p):
+                    return "a literal Slack token"
+        if scheme == "discord":
+            parts = [p for p in re.split(r"[/?#]", rest.split("@", 1)[-1]) if p]
+            if len(parts) >= 2 and _literal(parts[1]):
+                return "a literal Discord webhook token"
+    if _TELEGRAM_TOKEN.search(text):
+        return "a literal Telegram bot token"
+    if _SLACK_TOKEN.search(text):
+        return "a literal Slack token"
+    for rx, what in ((_SLACK_HOOK, "Slack webhook"), (_DISCORD_HOOK, "Discord webhook")):
+        hit = rx.search(text)
+        if hit and any(_literal(p) for p in hit.group(1).split("/")[1:] if p):
+            return f"a literal {what} token"
+    for hit in _SECRET_QUERY.finditer(text):
+        if _literal(hit.group(2)):
+            return f"a literal secret in the url's {hit.group(1)}= parameter"
+    if m and m.group(1).lower() not in ("http", "https"):
+        return _apprise_private(text)
+    return None
+
+
+def _check_channel_value(key: str, value: Any) -> None:
+    if isinstance(value, str):
+        if len(value) > 4096:
+            raise _At((key,), "value is longer than 4096 characters")
+        for ref in _ENV_REF.finditer(value):
+            name = ref.group(1) if ref.group(1) is not None else ref.group(2)
+            if not _ENV_NAME.fullmatch(name):
+                raise _At((key,), f"environment reference ${{{name[:40]}}} is not allowed: only "
+                                  "${RAQIB_…} variables (upper case) may be referenced")
+        hint = ("secrets come only from the environment: write an environment reference such as "
+                "${RAQIB_SMTP_PASSWORD} in its place")
+        if key in _SECRET_KEYS and _literal(_ENV_REF.sub(_HOLE, value)):
+            raise _At((key,), f"a literal {key} (not shown) is refused; {hint}")
+        found = literal_secret(value)
+        if found:
+            raise _At((key,), f"{found} (not shown) is refused; {hint} (one reference may hold "
+                              "the whole url)")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if not isinstance(v, str | int | float | bool) or isinstance(v, float) and not math.isfinite(v):
+                raise _At((key, i), "expected a list of plain values")
+            if isinstance(v, str):
+                try:
+                    _check_channel_value(key, v)
+                except _At as e:
+                    raise _At((key, i), e.problem) from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _At((key,), "must be a finite number")
+    elif value is not None and not isinstance(value, int | float | bool):
+        raise _At((key,), "expected a plain value (text, number, yes/no) or a list of them")
+
+
+def _number(spec: dict[str, Any], key: str, lo: float, hi: float, integer: bool = False) -> None:
+    if key not in spec:
+        return
+    v = spec[key]
+    ok = isinstance(v, int) if integer else isinstance(v, int | float)
+    if isinstance(v, bool) or not ok or not (lo <= v <= hi) or (isinstance(v, float) and not math.isfinite(v)):
+        kind = "a whole number" if integer else "a number"
+        raise _At((key,), f"must be {kind} from {lo:g} to {hi:g}")
+
+
+def _check_channel(spec: dict[str, Any]) -> dict[str, Any]:
+    """One channel spec: a known type, sane numbers, no literal secret anywhere."""
+    if "type" not in spec:
+        raise ValueError(f"a channel needs a type ({', '.join(CHANNEL_TYPES)})")
+    kind = spec["type"]
+    if not isinstance(kind, str) or kind.strip().lower() not in CHANNEL_TYPES:
+        shown = repr(kind)[:40] if isinstance(kind, str) else type(kind).__name__
+        raise _At(("type",), f"unknown channel type {shown}; use one of {', '.join(CHANNEL_TYPES)}")
+    if "format" in spec and str(spec["format"]).lower() not in CHANNEL_FORMATS:
+        raise _At(("format",), f"format must be one of {', '.join(CHANNEL_FORMATS)}")
+    _number(spec, "timeout", 0.001, 600)
+    _number(spec, "port", 1, 65535, integer=True)
+    for key, value in spec.items():
+        if not isinstance(key, str):
+            raise _At((), "channel settings must have text keys")
+        _check_channel_value(key, value)
+    return spec
+
+
+def _check_channel_name(name: str) -> str:
+    if not name or len(name) > 100 or any(unicodedata.category(c)[0] in "CZ" for c in name):
+        raise ValueError(f"channel name {name[:40]!r} must be 1-100 characters without spaces "
+                         "or control characters")
+    return name
 
 
 class AlertsFile(_Model):
-    channels: dict[str, dict[str, Any]] = {}
-    subscriptions: tuple[SubscriptionConfig, ...] = ()
-
-    @field_validator("channels")
-    @classmethod
-    def _no_literal_secrets(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for name, spec in v.items():
-            if "type" not in spec:
-                raise ValueError(f"channel {name!r} needs a type (apprise, webhook, email, …)")
-            for key, value in spec.items():
-                if not isinstance(value, str):
-                    continue
-                if key in ("password", "token", "secret") and "${" not in value:
-                    raise ValueError(f"channel {name!r}: {key} must come from the environment, "
-                                     f"e.g. ${{RAQIB_{name.upper().replace('-', '_')}_{key.upper()}}}")
-                if key == "url":
-                    pw = urlsplit(value).password
-                    if pw and not pw.startswith("${") and not pw.startswith("$%7B"):
-                        raise ValueError(f"channel {name!r}: the password in its url must be an "
-                                         "environment reference like ${RAQIB_SMTP_PASSWORD}")
-        return v
+    channels: dict[Annotated[str, AfterValidator(_check_channel_name)],
+                   Annotated[dict[str, Any], AfterValidator(_check_channel)]] = {}
+    subscriptions: tuple[SubscriptionConfig, ...] = Field((), max_length=100_000)
 
     @model_validator(mode="after")
     def _refs(self) -> AlertsFile:
-        _no_duplicates([s.id for s in self.subscriptions], "subscription id")
-        for s in self.subscriptions:
-            for ch in s.channels:
+        _no_duplicates([s.id for s in self.subscriptions], "subscription id", "subscriptions", "id")
+        for i, s in enumerate(self.subscriptions):
+            for j, ch in enumerate(s.channels):
                 if ch not in self.channels:
-                    raise ValueError(f"subscription {s.id!r} uses unknown channel {ch!r}")
+                    raise _At(("subscriptions", i, "channels", j),
+                              f"unknown channel {ch[:40]!r}; channels in this file: "
+                              f"{', '.join(sorted(self.channels)) or '(none)'}")
         return self
 
 
-def _no_duplicates(values: list[str], what: str) -> None:
+
+def _no_duplicates(values: list[str], what: str, section: str = "", key: str = "") -> None:
     seen: set[str] = set()
-    for v in values:
+    for i, v in enumerate(values):
         if v in seen:
-            raise ValueError(f"duplicate {what} {v!r}")
+            shown = v if what != "feed url" else _shown_url(v)
+            raise _At((section, i, key) if section else (), f"duplicate {what} {shown[:80]!r}")
         seen.add(v)
 
 
@@ -241,35 +487,123 @@ class Config:
     data_dir: Path = field(default=Path("data"))
 
 
+# ------------------------------------------------------------------ YAML, safely
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 32
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that fails closed: anchors and aliases are refused (an alias bomb expands a
+    kilobyte into gigabytes), so are duplicate keys (YAML would silently keep the last),
+    nesting deeper than MAX_DEPTH, and values Python cannot build (a 5,000-digit integer,
+    month 13) — each as a YAML error with the line it is on."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed; "
+                                              "write the value out", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, "YAML anchors (&name) are not allowed; "
+                                              "write the value out", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "a key must be a plain value", key_node.start_mark) from None
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{_one_line(str(key))[:80]}: duplicate key (first on line {first})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError, TypeError) as e:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read value: {_one_line(str(e))[:120]}", node.start_mark) from None
+
+
+def _one_line(text: str) -> str:
+    """Collapse newlines and control characters so an error stays one line."""
+    return " ".join("".join(c if unicodedata.category(c)[0] != "C" else " " for c in text).split())
+
+
+def _yaml(text: str) -> Any:
+    """Parse with _Loader; raises yaml.YAMLError (with a mark when there is a line to name)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(e: yaml.YAMLError) -> tuple[int | None, str]:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    return (mark.line + 1 if mark else None), _one_line(problem)[:300]
+
+
 def _read_yaml(path: Path) -> tuple[Any, str]:
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or type(e).__name__}") from None
     try:
-        return yaml.safe_load(text), text
+        return _yaml(text), text
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+        line, problem = _yaml_problem(e)
+        raise ConfigError(f"{path}:{line}: invalid YAML: {problem}" if line else
+                          f"{path}: invalid YAML: {problem}") from None
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     """Line number of a validation error's location, found by walking the YAML node tree."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
+    if not text:
         return None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except (yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
     line = None
     for part in loc:
         if node is None:
             break
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == part), None)
+            node = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:
@@ -279,38 +613,85 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _error_at(e: ValidationError) -> tuple[tuple[Any, ...], str, str]:
+    """(location, dotted key, problem) of a validation error's first entry."""
+    err = e.errors()[0]
+    loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "[key]"))))
+    cause = (err.get("ctx") or {}).get("error")
+    msg = err["msg"].removeprefix("Value error, ")
+    if isinstance(cause, _At):
+        loc, msg = loc + cause.path, cause.problem
+    key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return loc, _one_line(key)[:120], _one_line(msg)[:400] + more
+
+
 def _validate(model: type[BaseModel], data: Any, path: Path, text: str) -> Any:
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
-        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        loc, key, msg = _error_at(e)
         line = _line_of(text, loc)
-        where = (f", line {line}" if line else "") + (f", {key}" if key else "")
-        msg = err["msg"].removeprefix("Value error, ")
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise ConfigError(f"{path}{where}: {msg}{more}") from None
+        where = f"{path}:{line}" if line else f"{path}"
+        raise ConfigError(f"{where}: {key}: {msg}" if key else f"{where}: {msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
 
 
-def _coerce(value: str) -> Any:
-    return yaml.safe_load(value) if value.strip() else value
+MAX_ENV_VALUE = 64 * 1024
+
+
+def _coerce(name: str, value: str) -> Any:
+    """An override's value read as a YAML scalar (or a flat list, e.g. RAQIB_INDEX__URLS)."""
+    if not value.strip():
+        return value
+    if len(value) > MAX_ENV_VALUE:
+        raise ConfigError(f"environment variable {name}: value is longer than {MAX_ENV_VALUE} characters")
+    try:
+        got = _yaml(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"environment variable {name}: not a valid value: {_yaml_problem(e)[1]}") from None
+    if isinstance(got, dict):
+        raise ConfigError(f"environment variable {name}: a mapping cannot be set in one variable; "
+                          "set each key as its own RAQIB_SECTION__KEY variable")
+    if isinstance(got, list) and any(isinstance(x, list | dict) for x in got):
+        raise ConfigError(f"environment variable {name}: only a flat list of values is allowed")
+    return got
+
+
+def _env_settings(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """(RAQIB_SECTION__KEY overrides as a nested dict, {key path: variable name})."""
+    out: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = tuple(name[len(ENV_PREFIX):].lower().split("__"))
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty part in the name; "
+                              "use RAQIB_SECTION__KEY")
+        value = _coerce(name, env[name])
+        cur = out
+        for i, p in enumerate(path[:-1]):
+            nxt = cur.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"environment variable {name}: conflicts with {sources[path[:i + 1]]}")
+            cur = nxt
+        if isinstance(cur.get(path[-1]), dict):
+            other = next(v for k, v in sources.items() if k[:len(path)] == path)
+            raise ConfigError(f"environment variable {name}: conflicts with {other}")
+        cur[path[-1]] = value
+        sources[path] = name
+    if "RAQIB_DATA_DIR" in env:
+        out["data_dir"] = env["RAQIB_DATA_DIR"]
+        sources[("data_dir",)] = "RAQIB_DATA_DIR"
+    return out, sources
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """RAQIB_SECTION__KEY=value pairs as a nested dict (values read as YAML scalars)."""
-    out: dict[str, Any] = {}
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
-        cur = out
-        for p in path[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[path[-1]] = _coerce(value)
-    if "RAQIB_DATA_DIR" in env:
-        out["data_dir"] = env["RAQIB_DATA_DIR"]
-    return out
+    return _env_settings(env)[0]
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -318,6 +699,22 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for k, v in over.items():
         out[k] = _merge(out.get(k) or {}, v) if isinstance(v, dict) and isinstance(out.get(k), dict | None) else v
     return out
+
+
+def _settings(raw: Any, path: Path, text: str, env: Mapping[str, str]) -> Settings:
+    """raqib.yaml merged with the environment; an error in an overridden key names the variable."""
+    over, sources = _env_settings(env)
+    try:
+        return Settings.model_validate(_merge(raw or {}, over))
+    except ValidationError as e:
+        loc, key, msg = _error_at(e)
+        for src, var in sources.items():
+            n = min(len(src), len(loc))
+            if n and src[:n] == loc[:n]:
+                raise ConfigError(f"environment variable {var}: {key}: {msg}") from None
+        return _validate(Settings, raw, path, text)  # the file's own error, with its line
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
 
 
 def load_config(config_dir: str | Path, data_dir: str | Path | None = None,
@@ -330,8 +727,7 @@ def load_config(config_dir: str | Path, data_dir: str | Path | None = None,
     raw, text = _read_yaml(cdir / "raqib.yaml") if (cdir / "raqib.yaml").exists() else ({}, "")
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{cdir / 'raqib.yaml'}: expected a mapping of settings")
-    merged = _merge(raw or {}, env_overrides(env))
-    settings = _validate(Settings, merged, cdir / "raqib.yaml", text)
+    settings = _settings(raw, cdir / "raqib.yaml", text, env)
     feeds = _validate(FeedsFile, *_read_file(cdir / "feeds.yaml"))
     topics = _validate(TopicsFile, *_read_file(cdir / "topics.yaml"))
     alerts_path = cdir / "alerts.yaml"
