@@ -15,15 +15,37 @@ Arabic has to read correctly wherever it lands:
   text are backslash-escaped, Arabic lines start with U+200F.
 * JSON (webhooks): ``{"type": "raqib.alert", "version": 1, "id": …, "count": …, "items": […]}``
   with ISO-8601 UTC dates (``2024-05-01T12:00:00Z``).
+
+Feed content is hostile until proven otherwise (see :func:`clean_field` and :func:`safe_link`):
+
+* every field, links included, loses bidi controls (U+202A–U+202E, U+2066–U+2069, U+200E/F,
+  U+061C), zero-width and other invisible format characters (U+200B–U+200D, U+2060–U+2064,
+  U+FEFF, soft hyphen; this joins Persian words that relied on U+200C) and control characters;
+  newlines and other line breaks collapse to one space, so a title cannot add lines to a plain-text
+  body or a mail header;
+* mass mentions cannot fire: every ``@`` becomes U+FF20 FULLWIDTH COMMERCIAL AT (Discord and
+  Apprise's Discord plugin ping ``@everyone``, ``@here``, ``<@id>``, Slack ``<@id>``) and a ``!``
+  before a letter becomes U+FF01 (Slack ``<!channel>``, ``<!here>``, ``<!everyone>``). Zero-width
+  joiners would be stripped again, and Apprise offers no ``allowed_mentions``, so a look-alike
+  character is the defence that survives every hop;
+* a link is used only when it is http(s), has a host and no user-info, and holds no whitespace or
+  control character; it is re-encoded (IDNA host, percent-encoded path and query, so ``( ) < > "
+  ' | * `` and spaces cannot end a Markdown or HTML link). Any other link is dropped: the title is
+  shown without one;
+* Markdown escapes every character CommonMark (and Python-Markdown, which Apprise uses to turn
+  Markdown into HTML for email and Telegram) could read as markup, ``<`` included, so no raw HTML,
+  link or image reaches an HTML reader.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit, urlunsplit
 
 __all__ = [
     "FSI",
@@ -33,6 +55,7 @@ __all__ = [
     "RLI",
     "RLM",
     "AlertItem",
+    "clean_field",
     "has_rtl",
     "is_rtl_item",
     "iso_utc",
@@ -41,6 +64,7 @@ __all__ = [
     "render_html",
     "render_markdown",
     "render_text",
+    "safe_link",
     "to_json",
 ]
 
@@ -52,8 +76,13 @@ _RTL_LANGS = {"ar", "fa", "ur", "he", "iw", "ps", "ku", "ckb", "sd", "yi", "dv",
 _RTL_CHARS = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
 _LTR_CHARS = re.compile("[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]")
 _MARKED = re.compile("«([^«»]*)»")
-_BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_SAFE_SCHEMES = ("http://", "https://", "mailto:")
+# bidi controls, zero-width and invisible format characters, and the control characters that
+# str.split() does not already treat as white space
+_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u061c\u180e\u200b-\u200f"
+                        "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
+_MENTION_BANG = re.compile(r"!(?=[A-Za-z])")
+_LINK_MAX = 2048
+_HOST_RE = re.compile(r"[a-z0-9\-_.]+")
 _SUBJECT_TITLE_MAX = 120
 
 
@@ -87,9 +116,57 @@ def is_rtl_item(item: AlertItem) -> bool:
     return has_rtl(item.title)
 
 
-def _clean(text: str) -> str:
-    """One line, no stray bidi controls from the source (they would unbalance our isolates)."""
-    return " ".join(_BIDI_CONTROLS.sub("", text or "").split())
+def clean_field(text: str) -> str:
+    """A feed-supplied field made safe to show anywhere: one line, no bidi/zero-width/control
+    characters (they would unbalance our isolates or hide text), mass mentions neutralised."""
+    text = " ".join(_INVISIBLE.sub("", str(text or "")).split())
+    return _MENTION_BANG.sub("\uff01", text.replace("@", "\uff20"))
+
+
+_clean = clean_field
+
+
+def _pct(part: str, safe: str) -> str:
+    part = re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", part)
+    return quote(part, safe=safe + "%")
+
+
+def safe_link(link: str) -> str | None:
+    """The link, re-encoded, when it is safe to put in a message; otherwise None.
+
+    Safe means http(s) with a host, no user-info (``https://bank.example@evil.example``), no
+    whitespace or control characters once invisible characters are removed, at most 2048
+    characters. The result is ASCII: an IDNA host and a percent-encoded path, query and fragment
+    in which only ``/-._~!$&+,;=:@%`` (and ``?`` in the query) stay literal."""
+    link = _INVISIBLE.sub("", str(link or "")).strip()
+    if not link or len(link) > _LINK_MAX or any(c.isspace() for c in link):
+        return None
+    try:
+        p = urlsplit(link)
+        host, port = p.hostname, p.port
+    except ValueError:
+        return None
+    if p.scheme.lower() not in ("http", "https") or not host or "@" in p.netloc:
+        return None
+    if ":" in host:
+        try:
+            netloc = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            return None
+    else:
+        try:
+            host = host.encode("idna").decode("ascii") if not host.isascii() else host
+        except UnicodeError:
+            return None
+        if not _HOST_RE.fullmatch(host):
+            return None
+        netloc = host
+    if port is not None:
+        netloc += f":{port}"
+    path = _pct(p.path, "/-._~!$&+,;=:@")
+    query = _pct(p.query, "/?-._~!$&+,;=:@")
+    fragment = _pct(p.fragment, "/?-._~!$&+,;=:@")
+    return urlunsplit((p.scheme.lower(), netloc, path, query, fragment))
 
 
 def _iso(text: str, rtl_context: bool) -> str:
@@ -115,11 +192,6 @@ def iso_utc(dt: datetime) -> str:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _safe_href(link: str) -> str | None:
-    link = (link or "").strip()
-    return link if link.lower().startswith(_SAFE_SCHEMES) else None
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -174,13 +246,14 @@ def _text_item(item: AlertItem) -> list[str]:
     lead = RLM if rtl else ""
     meta = [_iso(_clean(item.source), rtl), _iso(_when(item.published), rtl)]
     if item.topics:
-        meta.append(_iso(", ".join(item.topics), rtl))
+        meta.append(_iso(_clean(", ".join(item.topics)), rtl))
     lines = [lead + _iso(_clean(item.title), rtl),
              lead + " · ".join(m for m in meta if m)]
     if item.snippet:
         lines.append(lead + _iso(_clean(item.snippet), rtl))
-    if item.link:
-        lines.append(LRM + item.link.strip())
+    link = safe_link(item.link)
+    if link:
+        lines.append(LRM + link)
     return lines
 
 
@@ -207,27 +280,27 @@ def _html_marked(snippet: str) -> str:
 
 def _html_item(item: AlertItem) -> str:
     rtl = is_rtl_item(item)
-    lang = html.escape((item.language or ("ar" if rtl else "")).strip(), quote=True)
+    lang = (item.language or ("ar" if rtl else "")).strip()
+    lang = lang if re.fullmatch(r"[A-Za-z0-9\-_]{1,35}", lang) else ""
     attrs = f' dir="{"rtl" if rtl else "ltr"}"' + (f' lang="{lang}"' if lang else "")
     # an RLM opening each RTL block is invisible in HTML, but survives the HTML-to-text
     # conversion mail libraries make for the text/plain alternative
     lead = RLM if rtl else ""
     title = html.escape(_clean(item.title) or "(untitled)")
-    href = _safe_href(item.link)
+    href = safe_link(item.link)
     if href:
         title = f'<a href="{html.escape(href, quote=True)}">{title}</a>'
     meta = [f"{lead}<bdi>{html.escape(_clean(item.source))}</bdi>" if item.source else "",
             f'<time datetime="{iso_utc(item.published)}" dir="ltr">{_when(item.published)}</time>']
     if item.topics:
-        meta.append(f"<bdi>{html.escape(', '.join(item.topics))}</bdi>")
+        meta.append(f"<bdi>{html.escape(_clean(', '.join(item.topics)))}</bdi>")
     parts = [f'<div class="raqib-item"{attrs} style="margin:0 0 1.2em 0">',
              f'<h3 style="margin:0 0 .2em 0;font-size:1.1em">{lead}{title}</h3>',
              f'<p style="margin:0;color:#555;font-size:.9em">{" · ".join(m for m in meta if m)}</p>']
     if item.snippet:
         parts.append(f'<p style="margin:.3em 0">{lead}{_html_marked(_clean(item.snippet))}</p>')
-    if item.link:
-        link = html.escape(item.link.strip())
-        shown = f'<a href="{html.escape(href, quote=True)}">{link}</a>' if href else link
+    if href:  # an unsafe link is dropped, not shown as text someone might copy
+        shown = f'<a href="{html.escape(href, quote=True)}">{html.escape(href)}</a>'
         parts.append(f'<p dir="ltr" style="margin:0;font-size:.85em">{shown}</p>')
     parts.append("</div>")
     return "\n".join(parts)
@@ -237,7 +310,7 @@ def render_html(items: list[AlertItem]) -> str:
     """A complete HTML document; Arabic items in dir="rtl" lang="ar" blocks."""
     if not items:
         raise ValueError("an alert message needs at least one item")
-    subject = html.escape(_BIDI_CONTROLS.sub("", _subject(items)))
+    subject = html.escape(_INVISIBLE.sub("", _subject(items)))
     heading = _heading(items, lambda s: f"<bdi>{html.escape(s)}</bdi>")
     body = "\n".join(_html_item(it) for it in items)
     return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
@@ -250,11 +323,16 @@ def render_html(items: list[AlertItem]) -> str:
 
 # --------------------------------------------------------------------------- Markdown
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+# every character CommonMark or Python-Markdown (with the tables and fenced-code extensions
+# Apprise enables) could read as markup anywhere in a line; `<` included, or raw HTML passes
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~!{}()])")
+# at the start of a line also list items, headings' underlines and thematic breaks
+_MD_LINE_START = re.compile(r"^([\-+=])|^(\d+)\.")
 
 
 def _md(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\.", text)
 
 
 def _md_marked(snippet: str) -> str:
@@ -268,10 +346,6 @@ def _md_marked(snippet: str) -> str:
     return "".join(out)
 
 
-def _md_url(link: str) -> str:
-    return link.strip().replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-
-
 def render_markdown(items: list[AlertItem]) -> str:
     """Markdown for chat services; the subject goes in the notification title, not here."""
     if not items:
@@ -281,35 +355,37 @@ def render_markdown(items: list[AlertItem]) -> str:
         rtl = is_rtl_item(it)
         lead = RLM if rtl else ""
         title = _md(_clean(it.title) or "(untitled)")
-        href = _safe_href(it.link)
+        href = safe_link(it.link)  # already free of ( ) < > spaces and quotes
         # the mark goes inside the ** so CommonMark still sees an opening delimiter
-        head = f"**{lead}[{title}]({_md_url(href)})**" if href else f"**{lead}{title}**"
+        head = f"**{lead}[{title}]({href})**" if href else f"**{lead}{title}**"
         meta = [_md(_clean(it.source)), _when(it.published)]
         if it.topics:
-            meta.append(_md(", ".join(it.topics)))
+            meta.append(_md(_clean(", ".join(it.topics))))
         lines = [head, lead + " · ".join(m for m in meta if m)]
         if it.snippet:
             lines.append(lead + _md_marked(_clean(it.snippet)))
         blocks.append("\n".join(lines))
     if len(items) > 1:
-        blocks.insert(0, _md(_BIDI_CONTROLS.sub("", _heading(items))))
+        blocks.insert(0, _md(_INVISIBLE.sub("", _heading(items))))
     return "\n\n".join(blocks) + "\n"
 
 
 # --------------------------------------------------------------------------- JSON
 
 def item_dict(item: AlertItem) -> dict:
+    """One item for JSON: text fields cleaned like every other format, the link only when safe
+    (else "")."""
     return {
         "delivery_id": item.delivery_id,
         "subscription_id": item.subscription_id,
-        "subscription_name": item.subscription_name,
-        "query": item.query,
+        "subscription_name": _clean(item.subscription_name),
+        "query": _clean(item.query),
         "article_id": item.article_id,
-        "title": item.title,
-        "source": item.source,
-        "link": item.link,
-        "topics": list(item.topics),
-        "snippet": item.snippet,
+        "title": _clean(item.title),
+        "source": _clean(item.source),
+        "link": safe_link(item.link) or "",
+        "topics": [_clean(t) for t in item.topics],
+        "snippet": _clean(item.snippet),
         "published": iso_utc(item.published),
         "language": item.language,
     }
