@@ -23,7 +23,9 @@ Shorthands, all delivered through Apprise (each also accepts a full ``url``):
                     list), ``secure``: starttls (default, mailtos://), ssl, or none (plain
                     mailto://, e.g. a local relay). Default format html.
 ``type: telegram``  ``token`` (bot token) and ``chat_id`` (one id or a list) → ``tgram://token/chat``.
-                    Default format markdown.
+                    Default format markdown, which Apprise delivers to Telegram as HTML
+                    (``format=html`` is added to tgram:// urls: Telegram's own Markdown cannot
+                    escape a ``]`` inside a link label).
 ``type: slack``     ``url``: the https://hooks.slack.com/… webhook (or a slack:// URL). markdown.
 ``type: discord``   ``url``: the https://discord.com/api/webhooks/… URL (or discord://). markdown.
 ``type: json``      ``url``: http(s)://… is posted Apprise's generic JSON (json(s)://). text.
@@ -65,7 +67,15 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import apprise
 
-from alerts.message import AlertItem, message_id, render_html, render_markdown, render_text, to_json
+from alerts.message import (
+    AlertItem,
+    markdown_title,
+    message_id,
+    render_html,
+    render_markdown,
+    render_text,
+    to_json,
+)
 from monitor.errors import ChannelError
 
 __all__ = [
@@ -247,6 +257,10 @@ class AppriseChannel:
         self.timeout = timeout
         self._redact = _Redactor(secrets)
         _LOG_REDACTION.add(self._redact)  # before add(): a failed parse logs the URL
+        if fmt == "markdown" and url.lower().startswith("tgram://") and "format=" not in url.lower():
+            # Telegram's own Markdown cannot escape ] inside a link label; have Apprise turn our
+            # Markdown into HTML (Python-Markdown, every escape honoured) for Telegram instead
+            url += ("&" if "?" in url else "?") + "format=html"
         asset = apprise.AppriseAsset(app_id="Raqib", app_desc="Raqib alerts")
         self._apprise = apprise.Apprise(asset=asset)
         if not self._apprise.add(url) or len(self._apprise) != 1:
@@ -260,12 +274,22 @@ class AppriseChannel:
 
     __str__ = __repr__
 
+    def _title_is_markdown(self) -> bool:
+        """Apprise reads a title in the body's format where the service renders it: blended into
+        the body (Telegram) or shown as Markdown (Discord). Email subjects are plain, and Slack
+        escapes titles itself."""
+        plugin = self._apprise[0]
+        if "slack" in str(getattr(plugin, "protocol", "")).lower():
+            return False
+        formats = plugin._formats() if hasattr(plugin, "_formats") else ()
+        return getattr(plugin, "title_maxlen", 1) <= 0 or apprise.NotifyFormat.MARKDOWN in formats
+
     def _render(self, items: list[AlertItem]) -> tuple[str, str]:
         subject, text = render_text(items)
         if self.fmt == "html":
             return subject, render_html(items)
         if self.fmt == "markdown":
-            return subject, render_markdown(items)
+            return (markdown_title(items) if self._title_is_markdown() else subject), render_markdown(items)
         return subject, text
 
     def _reason(self, result: apprise.AppriseResult) -> str:

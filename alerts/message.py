@@ -60,6 +60,7 @@ __all__ = [
     "is_rtl_item",
     "iso_utc",
     "item_dict",
+    "markdown_title",
     "message_id",
     "render_html",
     "render_markdown",
@@ -344,6 +345,12 @@ def _md_marked(snippet: str) -> str:
         pos = m.end()
     out.append(_md(snippet[pos:]))
     return "".join(out)
+
+
+def markdown_title(items: list[AlertItem]) -> str:
+    """The subject for a service that reads the title as Markdown (Discord shows it as such,
+    Telegram blends it into the body): escaped like the body."""
+    return _md(_subject(items))
 
 
 def render_markdown(items: list[AlertItem]) -> str:
