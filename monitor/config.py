@@ -116,6 +116,19 @@ class IndexConfig(_Model):
     shards: int = Field(1, ge=1, le=1024)
     replicas: int = Field(1, ge=0, le=100)
 
+    @field_validator("urls")
+    @classmethod
+    def _no_credentials(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for i, url in enumerate(v):
+            try:
+                netloc = urlsplit(url).netloc
+            except ValueError:
+                raise _At((i,), "not a valid URL") from None
+            if "@" in netloc:
+                raise _At((i,), "credentials in the url (not shown) are refused; set RAQIB_INDEX_API_KEY "
+                                "or RAQIB_INDEX_USERNAME and RAQIB_INDEX_PASSWORD instead")
+        return v
+
 
 class AlertSettings(_Model):
     deliver_interval: float = Field(10, gt=0, le=DAY)

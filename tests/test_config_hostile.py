@@ -188,6 +188,16 @@ def test_env_override_list_still_allowed(cfg):
     assert c.settings.index.urls == ("http://127.0.0.1:9200",)
 
 
+def test_index_url_credentials_refused_without_echo(cfg):
+    (cfg / "raqib.yaml").write_text("index:\n  urls:\n    - https://elastic:topsecretpw@es.example.org:9200\n",
+                                    encoding="utf-8")
+    msg = fails(cfg)
+    assert "raqib.yaml:3: index.urls[0]: credentials" in msg and "topsecretpw" not in msg
+    msg = fails(cfg, {"RAQIB_INDEX__URLS": '["https://u:topsecretpw@es.example.org"]'})
+    assert "environment variable RAQIB_INDEX__URLS: index.urls[0]: credentials" in msg
+    assert "topsecretpw" not in msg
+
+
 def test_file_error_is_still_blamed_on_the_file(cfg):
     (cfg / "raqib.yaml").write_text("fetch:\n  read_timeout: -1\n", encoding="utf-8")
     msg = fails(cfg, {"RAQIB_LOG__LEVEL": "DEBUG"})
@@ -312,3 +322,136 @@ def test_cli_bad_env_override_exits_2_naming_variable(cfg):
                        env={**os.environ, "RAQIB_FETCH__TOTAL_TIMEOUT": "{x: [1, 2]}"})
     assert r.returncode == 2
     assert "RAQIB_FETCH__TOTAL_TIMEOUT" in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- fuzz (issue 7, item 8)
+# Broken documents and mutated real configs through the real loader: the only outcome other
+# than success is one ConfigError line. RAQIB_FUZZ_EXAMPLES raises the count for longer runs.
+
+FILES = ("raqib.yaml", "feeds.yaml", "topics.yaml", "alerts.yaml")
+EXAMPLES = int(os.environ.get("RAQIB_FUZZ_EXAMPLES", "150"))
+YAMLISH = ("&a ", "*a", "<<: *a\n", "\n  - ", ": ", "[", "]", "{", "}", ",", "!!python/object:os.system ",
+           "!!binary ", "!!float ", ".inf", "-.inf", ".nan", "1e300", "-1", "0", "null", "~", "yes", "''",
+           "'\\u202e'", '"\\0"', "\t", "\n", "#", "|\n", ">-\n", "? ", "---\n", "...\n", "%YAML 1.1\n",
+           "9" * 5000, "2024-13-45", "\u064e\u064f", "${HOME}", "${RAQIB_X}", "tgram://123456789:AAHdqTcvCH1vGWJxf/1",
+           "http://u:pw@h/", "type: nope", "aliases: ", "query: 'NOT (((('", "\ufeff", "\x00", "\x85")
+ORIGINAL = {f: (ROOT / "config" / f).read_text(encoding="utf-8") for f in FILES}
+
+
+def _fuzz_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("fuzz") / "config"
+    shutil.copytree(ROOT / "config", d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def fuzz_cfg(tmp_path_factory) -> Path:
+    return _fuzz_dir(tmp_path_factory)
+
+
+def load_only_config_error(cfg: Path, file: str, text: str, env: dict | None = None) -> None:
+    """Write `text` as `file`, load everything; success or one ConfigError line, nothing else."""
+    (cfg / file).write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_config(cfg, env=env or {})
+    except ConfigError as e:
+        assert ONE_LINE.match(str(e)) and len(str(e)) < 2000, str(e)
+    finally:
+        (cfg / file).write_text(ORIGINAL[file], encoding="utf-8")
+
+
+def _hypothesis():
+    return pytest.importorskip("hypothesis")
+
+
+hypothesis = _hypothesis()
+st = hypothesis.strategies
+fuzz_settings = hypothesis.settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                                    suppress_health_check=list(hypothesis.HealthCheck))
+
+
+@st.composite
+def mutated(draw) -> tuple[str, str]:
+    file = draw(st.sampled_from(FILES))
+    text = ORIGINAL[file]
+    for _ in range(draw(st.integers(1, 6))):
+        pos = draw(st.integers(0, len(text)))
+        op = draw(st.sampled_from(("insert", "delete", "replace", "duplicate")))
+        piece = draw(st.one_of(st.sampled_from(YAMLISH), st.text(max_size=8)))
+        if op == "insert":
+            text = text[:pos] + piece + text[pos:]
+        elif op == "delete":
+            text = text[:pos] + text[pos + draw(st.integers(1, 40)):]
+        elif op == "replace":
+            text = text[:pos] + piece + text[pos + len(piece):]
+        else:
+            start = text.rfind("\n", 0, pos) + 1
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end + 1
+            text = text[:end] + text[start:end] + text[end:]
+    return file, text
+
+
+@fuzz_settings
+@hypothesis.given(case=mutated())
+def test_fuzz_mutated_real_configs(fuzz_cfg, case):
+    load_only_config_error(fuzz_cfg, *case)
+
+
+yaml_chars = st.sampled_from(list("{}[]:,-&*!|>'\"#%@?~ \n\t.0123456789eE+axyzـكورسك\u202e\\"))
+
+
+@fuzz_settings
+@hypothesis.given(file=st.sampled_from(FILES),
+                  text=st.one_of(st.text(yaml_chars, max_size=300), st.text(max_size=200)))
+def test_fuzz_broken_documents(fuzz_cfg, file, text):
+    load_only_config_error(fuzz_cfg, file, text)
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),
+                    st.sampled_from(["${RAQIB_X}", "${HOME}", "mailto://u:pw@h", "tgram://1234:abcdefghijklmnop/1",
+                                     "slack://a/b/c", "https://discord.com/api/webhooks/1/tok", "ftp://x"]))
+values = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                      st.dictionaries(st.text(max_size=10), kids, max_size=4)),
+                      max_leaves=12)
+
+
+@st.composite
+def replaced_value(draw) -> tuple[str, str]:
+    """A real config with one value (at any depth) replaced by an arbitrary YAML value."""
+    import yaml
+
+    file = draw(st.sampled_from(FILES))
+    data = yaml.safe_load(ORIGINAL[file])
+    node, steps = data, draw(st.integers(1, 5))
+    for _ in range(steps):
+        if isinstance(node, dict) and node:
+            key = draw(st.sampled_from(sorted(node, key=str)))
+            if not isinstance(node[key], dict | list) or draw(st.booleans()):
+                node[key] = draw(values)
+                break
+            node = node[key]
+        elif isinstance(node, list) and node:
+            i = draw(st.integers(0, len(node) - 1))
+            if not isinstance(node[i], dict | list) or draw(st.booleans()):
+                node[i] = draw(values)
+                break
+            node = node[i]
+        else:
+            break
+    return file, yaml.safe_dump(data, allow_unicode=True)
+
+
+@fuzz_settings
+@hypothesis.given(case=replaced_value())
+def test_fuzz_wrong_values_in_real_configs(fuzz_cfg, case):
+    load_only_config_error(fuzz_cfg, *case)
+
+
+@fuzz_settings
+@hypothesis.given(name=st.sampled_from(["RAQIB_FETCH__READ_TIMEOUT", "RAQIB_SCHEDULE__JITTER", "RAQIB_LOG__LEVEL",
+                                        "RAQIB_INDEX__URLS", "RAQIB_PARSE__WORKERS", "RAQIB_FETCH",
+                                        "RAQIB_X__Y__Z", "RAQIB___", "RAQIB_DATA_DIR"]),
+                  value=st.one_of(st.text(yaml_chars, max_size=60), st.text(max_size=40)))
+def test_fuzz_environment_overrides(fuzz_cfg, name, value):
+    load_only_config_error(fuzz_cfg, "raqib.yaml", ORIGINAL["raqib.yaml"], env={name: value})
