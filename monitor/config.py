@@ -447,6 +447,9 @@ def _check_channel(spec: dict[str, Any]) -> dict[str, Any]:
         raise _At(("type",), f"unknown channel type {shown}; use one of {', '.join(CHANNEL_TYPES)}")
     if "format" in spec and str(spec["format"]).lower() not in CHANNEL_FORMATS:
         raise _At(("format",), f"format must be one of {', '.join(CHANNEL_FORMATS)}")
+    if "secret_env" in spec and not (isinstance(spec["secret_env"], str) and _ENV_NAME.fullmatch(spec["secret_env"])):
+        raise _At(("secret_env",), "secret_env must name a RAQIB_… environment variable (upper case), "
+                                   "not hold the secret (not shown)")
     _number(spec, "timeout", 0.001, 600)
     _number(spec, "port", 1, 65535, integer=True)
     for key, value in spec.items():

@@ -234,6 +234,7 @@ def channel(cfg: Path, spec: str) -> str:
     ("    type: apprise\n    url: gotify://gotify.example.org/AbCdEfGhIjKlMnO\n", "AbCdEfGhIjKlMnO"),
     ("    type: apprise\n    url: pbul://o.gn5kj6nfhv736I7jC3cj3QLRiyhgl98b\n", "o.gn5kj6nfhv736I7jC3cj3QLRiyhgl98b"),
     ("    type: webhook\n    url: https://h.example/x\n    secret: whsec-literal-123\n", "whsec-literal-123"),
+    ("    type: webhook\n    url: https://h.example/x\n    secret_env: whsec-literal-123\n", "whsec-literal-123"),
     ("    type: email\n    host: smtp.example.org\n    user: u\n    password: hunter2pw\n", "hunter2pw"),
 ])
 def test_literal_secrets_refused_in_every_apprise_form_and_never_echoed(cfg, spec, secret):
