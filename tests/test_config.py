@@ -40,8 +40,10 @@ def test_env_overrides_settings(cfg):
 
 
 @pytest.mark.parametrize("file, text, expect", [
-    ("feeds.yaml", "feeds:\n  - id: a\n    url: ftp://x.org/rss\n", ["feeds.yaml:3: feeds[0].url: ", "not an http(s) URL"]),
-    ("feeds.yaml", "feeds:\n  - id: a\n    url: http://a.org/\n  - id: a\n    url: http://b.org/\n", ["feeds.yaml:4: feeds[1].id: duplicate feed id 'a'"]),
+    ("feeds.yaml", "feeds:\n  - id: a\n    url: ftp://x.org/rss\n",
+     ["feeds.yaml:3: feeds[0].url: ", "not an http(s) URL"]),
+    ("feeds.yaml", "feeds:\n  - id: a\n    url: http://a.org/\n  - id: a\n    url: http://b.org/\n",
+     ["feeds.yaml:4: feeds[1].id: duplicate feed id 'a'"]),
     ("feeds.yaml", "feeds:\n  - id: a\n   url: [\n", ["feeds.yaml", "invalid YAML"]),
     ("raqib.yaml", "fetch:\n  read_timeout: -1\n", ["raqib.yaml:2: fetch.read_timeout: ", "greater than 0"]),
     ("raqib.yaml", "fetch:\n  read_timout: 3\n", ["fetch.read_timout", "Extra inputs"]),
