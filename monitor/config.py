@@ -87,9 +87,24 @@ class IndexConfig(_Model):
 
 
 class AlertSettings(_Model):
-    deliver_interval: float = Field(10, gt=0)
-    retry_base: float = Field(30, gt=0)
-    retry_max: float = Field(3600, gt=0)
+    deliver_interval: float = Field(10, gt=0, le=86400)
+    retry_base: float = Field(30, gt=0, le=86400)
+    retry_max: float = Field(3600, gt=0, le=7 * 86400)
+    # Articles published longer ago than this (seconds; "2d", "36h" and "90m" work too) are
+    # stored and searchable but do not alert, unless a subscription sets `backfill: true`.
+    max_age: float = Field(2 * 86400, gt=0, le=3650 * 86400)
+    send_timeout: float = Field(30, gt=0, le=600)  # one send to one channel, then it counts as failed
+    breaker_after: int = Field(3, ge=1, le=1000)  # failures in a row that open a channel's breaker
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", v)
+            if not m:
+                raise ValueError(f"{v!r} is not a duration (use seconds, or e.g. 2d, 36h, 90m)")
+            return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return v
 
 
 class Settings(_Model):
@@ -176,6 +191,7 @@ class SubscriptionConfig(_Model):
     name: str = ""
     throttle: Throttle | None = None
     digest_minutes: float = Field(0, ge=0)
+    backfill: bool = False  # alert on back catalogue and on articles older than alerts.max_age too
 
     @field_validator("query")
     @classmethod
