@@ -31,7 +31,8 @@ RSS = ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title
        "</channel></rss>").encode()
 
 FAST = FetchSettings(connect_timeout=1.0, read_timeout=1.0, total_timeout=2.0, retries=2,
-                     backoff_base=0.01, backoff_max=0.05, max_inline_retry_after=2.0)
+                     backoff_base=0.01, backoff_max=0.05, max_inline_retry_after=2.0,
+                     allow_networks=("127.0.0.0/8",))
 
 
 def settings(**kw) -> FetchSettings:
