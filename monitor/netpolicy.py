@@ -99,18 +99,21 @@ class AddressPolicy:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
             return f"refused: {address!r} is not an IP address"
+        form = ""
         if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # the kernel connects to the IPv4 address itself
+            ip, form = ip.ipv4_mapped, "IPv4-mapped form of "  # the kernel connects to the IPv4 address
         if self._allowed(ip):
             return None
-        kind = _kind(ip)
-        if kind is None and ip.version == 6 and (inner := _embedded_ipv4(ip)) is not None:
-            inner_kind = _kind(inner[0])
-            if inner_kind is not None:
-                kind = f"{inner[1]} form of {inner_kind}"
+        inner = _embedded_ipv4(ip) if ip.version == 6 else None
+        if inner is not None and (inner_kind := _kind(inner[0])) is not None:
+            kind: str | None = f"{inner[1]} form of {inner_kind}"
+        elif inner is not None and inner[1] == "NAT64":
+            kind = None  # DNS64 on an IPv6-only network: the public IPv4 address it stands for
+        else:
+            kind = _kind(ip)
         if kind is None:
             return None
-        return (f"refused: {address} is {kind} address; "
+        return (f"refused: {address} is {form}{kind} address; "
                 f"add it to fetch.allow_networks to allow")
 
     def check(self, address: str) -> None:
