@@ -257,9 +257,9 @@ class Fetcher:
         s = self.settings
         # The policy sees every resolved address (resolver) and every connect (socket factory),
         # so neither a redirect nor a name that re-resolves elsewhere can reach a refused address.
+        self._policy_resolver = PolicyResolver(self.policy, self._resolver)
         connector = aiohttp.TCPConnector(limit=s.total_limit, limit_per_host=s.per_host_limit,
-                                         ttl_dns_cache=300,
-                                         resolver=PolicyResolver(self.policy, self._resolver),
+                                         ttl_dns_cache=300, resolver=self._policy_resolver,
                                          socket_factory=self.policy.socket_factory)
         # sock_connect, not connect: waiting for a pool slot is not a connect failure. The
         # poll's deadline (total_timeout) is enforced by fetch() across all attempts.
@@ -278,6 +278,7 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            await self._policy_resolver.close()  # a resolver we pass in is ours to close
 
     async def fetch(self, url: str, etag: str | None = None,
                     last_modified: str | None = None) -> FetchResult:

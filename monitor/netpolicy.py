@@ -140,8 +140,10 @@ class PolicyResolver(AbstractResolver):
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self.inner.resolve(host, port, family)
+        if not results:  # aiohttp expects at least one address or an OSError
+            raise OSError(f"{host} resolved to no usable address")
         allowed = [r for r in results if self.policy.problem(r["host"]) is None]
-        if not allowed and results:
+        if not allowed:
             raise AddressRefused(self.policy.problem(results[0]["host"]))
         return allowed
 

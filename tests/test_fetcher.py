@@ -492,3 +492,33 @@ async def test_retry_after_beyond_the_deadline_is_left_to_the_scheduler(feed_ser
     assert isinstance(err, RetryLater) and err.retry_after == 2.0
     assert elapsed < 1.0  # did not sleep past the deadline
     assert feed_server.hits["/busy"] == 1
+
+
+async def test_headers_dribbled_byte_by_byte_end_at_the_deadline():
+    """Slowloris before the body: aiohttp parses headers itself, so only the deadline can end it."""
+    stop = asyncio.Event()
+
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                writer.write(b"a")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(dribble, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Fetcher(settings(total_timeout=1.0, read_timeout=5, retries=3)) as f:
+            err, elapsed = await timed_fetch(f, f"http://127.0.0.1:{port}/rss")
+    finally:
+        stop.set()
+        server.close()
+        await server.wait_closed()
+    assert isinstance(err, FetchError) and "deadline" in str(err)
+    assert elapsed < 2.0
