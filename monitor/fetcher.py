@@ -1,8 +1,10 @@
 """HTTP fetch stage: one shared aiohttp session, conditional GET, bounded bodies, polite retries.
 
-Feed URLs are untrusted input, so every hop is checked (scheme, host, no credentials), the body
-is capped after decompression (gzip bombs), and failures always surface as `FetchError`
-subclasses whose message names the URL and the cause, never as raw aiohttp exceptions.
+Feed URLs are untrusted input, so every hop is checked (scheme, host, no credentials), every
+connection's resolved address must pass the address policy (monitor.netpolicy), the body is
+capped after decompression (gzip bombs) and must keep a minimum rate (slowloris), one deadline
+bounds a whole poll (retries included), and failures always surface as `FetchError` subclasses
+whose message names the (redacted) URL and the cause, never as raw aiohttp exceptions.
 
 Needs aiohttp >= 3.13.3: older releases inflate a whole network chunk at once, so a gzip bomb
 could allocate far more than `max_bytes` before our streaming counter sees it.

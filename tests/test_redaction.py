@@ -44,7 +44,7 @@ SECRETS = ["hunter2", "S3CRETtoken", "XXXXwebhooksecretXXXX", "AAHdqTcvCH1vGWJxf
     ("", ""),
 ])
 def test_redact_text(text, expected):
-    assert redact_text(text) == expected
+    assert redact_text(text) == expected == redact_url(text)
     assert redact_text(expected) == expected  # idempotent
 
 
