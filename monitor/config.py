@@ -56,6 +56,19 @@ class FetchConfig(_Model):
     backoff_base: float = Field(0.5, ge=0)
     backoff_max: float = Field(30.0, ge=0)
     max_inline_retry_after: float = Field(5.0, ge=0)
+    min_rate: float = Field(256.0, ge=0, description="bytes/s over rate_window; 0 = off")
+    rate_window: float = Field(10.0, gt=0, description="seconds")
+    allow_networks: tuple[str, ...] = Field((), description="CIDRs of non-public addresses to allow")
+
+    @field_validator("allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, v: Any) -> Any:
+        from monitor.netpolicy import parse_networks
+
+        values = [v] if isinstance(v, str) else v
+        if not isinstance(values, list | tuple):
+            return v  # pydantic reports the type error
+        return tuple(str(n) for n in parse_networks(values))
 
 
 class ScheduleConfig(_Model):
