@@ -77,6 +77,7 @@ class ScheduleConfig(_Model):
     max_interval: float = Field(6 * 3600, gt=0)
     jitter: float = Field(30, ge=0)
     error_backoff_max: float = Field(24 * 3600, gt=0)
+    shutdown_grace: float = Field(30, ge=0, le=600)  # seconds polls in flight get on SIGTERM
 
     @model_validator(mode="after")
     def _bounds(self) -> ScheduleConfig:

@@ -23,7 +23,6 @@ from monitor.lock import DataDirLock
 from monitor.pipeline import DrainReport, FeedReport, Pipeline
 
 log = logging.getLogger("raqib.service")
-SHUTDOWN_GRACE = 30.0
 
 
 async def start(pipeline: Pipeline) -> DrainReport:
@@ -111,7 +110,7 @@ class Service:
         self.config = config
         self.stop = asyncio.Event()
         self.in_flight: set[asyncio.Task] = set()
-        self.grace = SHUTDOWN_GRACE
+        self.grace = config.settings.schedule.shutdown_grace
 
     async def run(self) -> None:
         with DataDirLock(self.config.data_dir, "run"):
@@ -147,8 +146,11 @@ class Service:
             log.info("service started", extra={"feeds": len(feeds), "data_dir": str(self.config.data_dir)})
             await self.stop.wait()
             log.info("stopping: finishing polls in flight", extra={"in_flight": len(self.in_flight)})
-            self.scheduler.shutdown(wait=False)
+            # Pause, not shut down: APScheduler's shutdown cancels the running jobs at once,
+            # and polls in flight deserve their grace period first.
+            self.scheduler.pause()
             await self._finish_in_flight()
+            self.scheduler.shutdown(wait=False)
             await p.drain()
             await delivery
             try:
