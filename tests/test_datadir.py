@@ -82,7 +82,8 @@ def test_a_file_from_before_schema_versions_is_migrated(tmp_path):
 async def test_shutdown_cancels_a_poll_that_outlives_the_grace_period(tmp_path, feed_server):
     feed_server.set_slow("/slow.xml", 3.0, rss([]))
     cfg = write_config(tmp_path, [("slow", feed_server.url("/slow.xml"))],
-                       settings={"schedule": {"shutdown_grace": 0.3}, "fetch": {"total_timeout": 20, "read_timeout": 10}})
+                       settings={"schedule": {"shutdown_grace": 0.3},
+                                 "fetch": {"total_timeout": 20, "read_timeout": 10}})
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg),
