@@ -24,8 +24,35 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="reorder Arabic for terminals without bidirectional text support")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every option of Raqib is `--long` (and -h): a word starting with a single dash is a
+    positional value, so `raqib search -كورسك` searches for "without كورسك"."""
+
+    def _parse_optional(self, arg_string):  # type: ignore[override]
+        if arg_string.startswith("-") and not arg_string.startswith("--") and arg_string != "-h":
+            return None
+        return super()._parse_optional(arg_string)
+
+    def error(self, message: str):  # type: ignore[override]
+        """One line, not the whole usage text."""
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _bounded(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}")
+        return n
+    parse.__name__ = "number"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
+    ap = _Parser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
                                  "for tracked topics; search them; get alerts.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -38,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("query")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--limit", type=_bounded(1, 1000), default=10, help="results per page, 1-1000")
     p.add_argument("--cursor", help="continue from a previous page's next_cursor")
     p.add_argument("--sort", choices=["relevance", "date"], default="relevance")
     p = sub.add_parser("trends", help="article counts per topic per day or hour")
@@ -78,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = isub.add_parser("reindex", help="rebuild the index from the article store")
     _common(p)
-    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--batch", type=_bounded(1, 10_000), default=500)
     pf = sub.add_parser("feeds", help="feed tools")
     fsub = pf.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = fsub.add_parser("check", help="fetch and parse each feed once; print a status table")
@@ -104,6 +131,22 @@ def _display(args, text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except BrokenPipeError:
+        # The reader went away (`raqib search … | head`): quiet, like other Unix tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except Exception as e:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("RAQIB_DEBUG"):
+            raise
+        print(f"raqib: internal error: {type(e).__name__}: {str(e)[:300]} "
+              "(set RAQIB_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 70
+
+
+def _main(args) -> int:
     try:
         if args.command == "tag":
             return cmd_tag(args)
