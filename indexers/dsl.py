@@ -11,11 +11,10 @@ the title and of the body, space-joined), analyzed by a plain whitespace tokeniz
 per position, byte for byte what Python produced.
 
 A query key k matches a token t iff k in monitor.arabic.forms(t). forms(t) is t plus t minus
-each leading proclitic chain p (when at least MIN_STEM characters remain and t has an Arabic
+each leading proclitic chain p (when at least min_stem(p) characters remain and t has an Arabic
 letter, which t = p + k always has), so
 
-    k in forms(t)  <=>  t in surface_forms(k) = {k} | {p + k for p in PROCLITICS}   (len(k) >= MIN_STEM)
-                                                {k}                                 (otherwise)
+    k in forms(t)  <=>  t in surface_forms(k) = {k} | {p + k for p in chains_before(k)}
 
 and a word becomes a `terms` lookup of its surface forms. A phrase is a span_near (slop 0, in
 order) of one span per word matching its surface forms: a span_multi over the regexp
@@ -46,7 +45,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from monitor.arabic import MIN_STEM, PROCLITICS, tokens
+from monitor.arabic import chains_before, tokens
 from monitor.errors import QueryError
 from monitor.models import Article, Match
 from monitor.query import (And, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
@@ -105,9 +104,7 @@ class Names:
 @lru_cache(maxsize=100_000)
 def surface_forms(key: str) -> frozenset[str]:
     """Every normalized token t with key in monitor.arabic.forms(t)."""
-    if len(key) >= MIN_STEM:
-        return frozenset([key, *(p + key for p in PROCLITICS)])
-    return frozenset([key])
+    return frozenset([key, *(p + key for p in chains_before(key))])
 
 
 def _sorted_forms(key: str) -> list[str]:
@@ -303,15 +300,20 @@ def _escape_regexp(text: str) -> str:
     return "".join(ch if ch.isalnum() else "\\" + ch for ch in text)
 
 
-_PROCLITIC_RE = "(" + "|".join(_escape_regexp(p) for p in PROCLITICS) + ")?"
 MAX_REGEXP = 900  # index.max_regex_length is 1000
+
+
+@lru_cache(maxsize=16)
+def _proclitic_re(chains: tuple[str, ...]) -> str:
+    return "(" + "|".join(_escape_regexp(p) for p in chains) + ")?"
 
 
 def surface_regexp(key: str) -> str | None:
     """A Lucene regexp matching exactly surface_forms(key) (None when it would be too long)."""
-    if len(key) < MIN_STEM:
+    chains = chains_before(key)
+    if not chains:
         return None
-    rx = _PROCLITIC_RE + _escape_regexp(key)
+    rx = _proclitic_re(chains) + _escape_regexp(key)
     return rx if len(rx) <= MAX_REGEXP else None
 
 

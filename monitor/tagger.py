@@ -5,11 +5,16 @@ All alias, context and exclusion phrases of all topics go into one Aho-Corasick 
 (or follows a chain of proclitics: للناتو, بكورسك) and ends one (so سيناتور, سيكورسكي and
 الناتج never match). Weak aliases (a lone بودابست or الأطلسي) need a context phrase nearby,
 and an exclusion phrase (المحيط الأطلسي, اتفاقية بودابست) cancels any hit inside it.
+
+Words are separated as monitor.arabic.WORD_RE separates them: an underscore or a hashtag
+sign is a separator like a space, and a run of separators counts as one space, so the alias
+حلف شمال الأطلسي is found in "حلف #شمال_الأطلسي".
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -41,7 +46,7 @@ def pattern_of(phrase: str) -> str:
 
 
 def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
+    return ch.isalnum()
 
 
 @dataclass
@@ -82,7 +87,7 @@ class Tagger:
         """(topic ids in rule order, matches sorted by position) for `text`."""
         if not self.rules or not text:
             return (), ()
-        norm, to_orig = _normalize_with_map(text)
+        norm, to_orig = _fold_separators(*_normalize_with_map(text))
         hits = self._hits(norm)
         matches = self._decide(hits)
         out = []
@@ -148,7 +153,12 @@ def _normalize_with_map(text: str):
         return normalize_keep_offsets(text), _identity
     if not deleted:
         return norm, _identity
+    return norm, _deletion_map(deleted)
 
+
+def _deletion_map(deleted: list[int]):
+    """Maps an offset in a text with the characters at the (sorted) offsets `deleted` removed
+    back to the offset in the text before the removal."""
     def to_orig(i: int) -> int:
         k = 0
         while True:
@@ -157,7 +167,26 @@ def _normalize_with_map(text: str):
                 return i + k
             k = k2
 
-    return norm, to_orig
+    return to_orig
+
+
+_SEPARATORS_RE = re.compile(r"[ _#]{2,}|[_#]")
+
+
+def _fold_separators(norm: str, to_orig):
+    """`norm` with every run of spaces, underscores and # made one space, and its offset map."""
+    if "_" not in norm and "#" not in norm and "  " not in norm:
+        return norm, to_orig
+    parts: list[str] = []
+    deleted: list[int] = []
+    last = 0
+    for m in _SEPARATORS_RE.finditer(norm):
+        parts += [norm[last:m.start()], " "]
+        deleted.extend(range(m.start() + 1, m.end()))
+        last = m.end()
+    parts.append(norm[last:])
+    inner = _deletion_map(deleted)
+    return "".join(parts), lambda i: to_orig(inner(i))
 
 
 def _identity(i: int) -> int:
