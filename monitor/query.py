@@ -140,6 +140,9 @@ def _lex(q: str) -> list[_Tok]:
         if ch == "-" and i + 1 < n and not q[i + 1].isspace():
             negate = True
             i += 1
+            if q[i] == "(":  # -( … ): the group negated, as to_string() writes it
+                out.append(_Tok("NOT", "-", start))
+                continue
         m = _FIELD_RE.match(q, i)
         if m:
             field = m.group(1).lower()
