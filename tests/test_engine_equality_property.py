@@ -15,12 +15,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from indexers.engine import EngineIndex, make_client
 from tests.test_engine import _drop
-from tests.test_equality_property import CLOCK_HOURS, build_env, fired, queries
+from tests.test_equality_property import CLOCK_HOURS, build_env, fired, property_settings, queries
 
 pytestmark = pytest.mark.engine
 
@@ -51,8 +51,7 @@ def test_engine_search_and_percolator_equal_alerts_for_any_query(engine_env):
     env, ix, loop = engine_env
     sizes: list[int] = []
 
-    @settings(max_examples=100, deadline=None, database=None, print_blob=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @property_settings(100)
     @given(queries(env.words, env.phrases, env.sources, env.topics), st.sampled_from(CLOCK_HOURS))
     def check(query: str, hours: int):
         now = env.base + timedelta(hours=hours)

@@ -176,6 +176,12 @@ def queries(words: list[str], phrases: list[str], sources: list[str], topics: li
     return st.recursive(leaf, combine, max_leaves=8)
 
 
+def property_settings(examples: int):
+    """Bounded for CI; no example database written into the checkout."""
+    return settings(max_examples=examples, deadline=None, database=None, print_blob=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
 CLOCK_HOURS = [0, 5, 11, 23, 24, 25, 24 * 6, 24 * 7 + 1, 24 * 14, 24 * 30, 24 * 90, 24 * 200]
 
 
@@ -195,8 +201,7 @@ def found(env: Env, query: str, now: datetime) -> set[str]:
 def test_search_equals_alerts_for_any_query(env):
     sizes: list[int] = []
 
-    @settings(max_examples=200, deadline=None, database=None, print_blob=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @property_settings(200)
     @given(queries(env.words, env.phrases, env.sources, env.topics), st.sampled_from(CLOCK_HOURS))
     def check(query: str, hours: int):
         now = env.base + timedelta(hours=hours)
