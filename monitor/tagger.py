@@ -7,8 +7,8 @@ All alias, context and exclusion phrases of all topics go into one Aho-Corasick 
 and an exclusion phrase (المحيط الأطلسي, اتفاقية بودابست) cancels any hit inside it.
 
 Words are separated as monitor.arabic.WORD_RE separates them: an underscore or a hashtag
-sign is a separator like a space, and a run of separators counts as one space, so the alias
-حلف شمال الأطلسي is found in "حلف #شمال_الأطلسي".
+sign is a separator like a space, and a run of them with the spaces around it counts as one
+space, so the alias حلف شمال الأطلسي is found in "حلف #شمال_الأطلسي".
 """
 
 from __future__ import annotations
@@ -170,20 +170,26 @@ def _deletion_map(deleted: list[int]):
     return to_orig
 
 
-_SEPARATORS_RE = re.compile(r"[ _#]{2,}|[_#]")
+_SEPARATORS_RE = re.compile(r"[_#][ _#]*")
 
 
 def _fold_separators(norm: str, to_orig):
-    """`norm` with every run of spaces, underscores and # made one space, and its offset map."""
-    if "_" not in norm and "#" not in norm and "  " not in norm:
+    """`norm` with every run of underscores and # (and the spaces around them) made one space,
+    and its offset map. Texts without either (nearly all) are returned as they are."""
+    if "_" not in norm and "#" not in norm:
         return norm, to_orig
     parts: list[str] = []
     deleted: list[int] = []
     last = 0
     for m in _SEPARATORS_RE.finditer(norm):
-        parts += [norm[last:m.start()], " "]
-        deleted.extend(range(m.start() + 1, m.end()))
-        last = m.end()
+        a, b = m.start(), m.end()
+        if a > last and norm[a - 1] == " ":  # "حلف #شمال": the space before stands for the run
+            parts.append(norm[last:a])
+            deleted.extend(range(a, b))
+        else:
+            parts += [norm[last:a], " "]
+            deleted.extend(range(a + 1, b))
+        last = b
     parts.append(norm[last:])
     inner = _deletion_map(deleted)
     return "".join(parts), lambda i: to_orig(inner(i))
