@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import ahocorasick
 
-from monitor.arabic import MARKS_RE, is_arabic, normalize, normalize_keep_offsets, proclitic_ok
+from monitor.arabic import (MARKS_RE, MIN_STEM_AFTER_BARE_KAF, is_arabic, normalize,
+                           normalize_keep_offsets, proclitic_ok)
 from monitor.models import Match
 
 STRONG, WEAK, CONTEXT, EXCLUDE = "alias", "weak", "context", "exclude"
@@ -47,6 +48,12 @@ def pattern_of(phrase: str) -> str:
 
 def _is_word_char(ch: str) -> bool:
     return ch.isalnum()
+
+
+def _word_len(norm: str, start: int, end: int) -> int:
+    """Length of the first word of the hit norm[start:end]."""
+    sp = norm.find(" ", start, end)
+    return (sp if sp >= 0 else end) - start
 
 
 @dataclass
@@ -113,6 +120,8 @@ class Tagger:
             prefix = norm[word_start:start]
             if prefix and (not is_arabic(norm[start]) or not proclitic_ok(prefix)):
                 continue
+            if prefix.endswith("ك") and _word_len(norm, start, end) < MIN_STEM_AFTER_BARE_KAF:
+                continue  # كمال is not ك + مال (see monitor.arabic.min_stem)
             for topic, kind in entries:
                 hits.append(_Hit(topic, kind, word_start, end))
         return hits
