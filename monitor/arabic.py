@@ -8,7 +8,11 @@ into والنات and بودابست into ودابس; ISRI turns مذكرة into
 token is indexed under every reading of its leading proclitics (و ف + ب ك ل + ال, and لل):
 بالناتو is indexed as بالناتو and ناتو, كورسك as كورسك and ورسك. A query word is looked up
 as written, minus a leading definite article, so الناتو finds للناتو/بالناتو/والناتو and
-كورسك finds وكورسك/بكورسك — without any stem dictionary that could be wrong.
+كورسك finds وكورسك/بكورسك — without any stem dictionary that could be wrong. A bare ك is
+stripped only before 4 letters or more (min_stem): كمال stays Kamal, not ك + مال.
+
+Words are runs of letters and digits (with their marks); the underscore and # separate words,
+so a hashtag #قمة_لاهاي is the words قمة لاهاي for every consumer of these tokens.
 """
 
 from __future__ import annotations

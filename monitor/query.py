@@ -300,6 +300,25 @@ def parse(query: str) -> Node:
         return _Parser(query).parse()
     except RecursionError:  # pragma: no cover - MAX_DEPTH keeps the parser far from the limit
         raise QueryError("the query nests too deeply", query) from None
+    except QueryError as e:
+        raise _shortened(e) from None
+
+
+SHOWN_QUERY_CHARS = 120
+
+
+def _shortened(e: QueryError) -> QueryError:
+    """`e` quoting at most SHOWN_QUERY_CHARS of a long query (around the error's position)."""
+    suffix = f" in query {e.query!r}"
+    text = str(e)
+    if len(e.query) <= SHOWN_QUERY_CHARS or not text.endswith(suffix):
+        return e
+    at = max(0, min((e.position or 0) - SHOWN_QUERY_CHARS // 2, len(e.query) - SHOWN_QUERY_CHARS))
+    shown = ("…" if at else "") + e.query[at:at + SHOWN_QUERY_CHARS] + (
+        "…" if at + SHOWN_QUERY_CHARS < len(e.query) else "")
+    short = QueryError(text[:-len(suffix)] + f" in query {shown!r}")
+    short.query, short.position = e.query, e.position
+    return short
 
 
 def validate(node: Node, topics: Collection[str], sources: Collection[str]) -> None:

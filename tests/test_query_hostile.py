@@ -51,6 +51,7 @@ def _one_line_query_error(query: str, *, limit: int = 20, cursor: str | None = N
             raise AssertionError(f"parsed: {node}")
     text = str(err.value)
     assert "\n" not in text and "sqlite" not in text.lower() and "fts5" not in text.lower()
+    assert len(text) < 400  # a long query is quoted in part, around the error
     return text
 
 
