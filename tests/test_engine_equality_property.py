@@ -29,8 +29,12 @@ pytestmark = pytest.mark.engine
 def engine_env(opensearch_url, tmp_path_factory):
     env = build_env(tmp_path_factory)
     loop = asyncio.new_event_loop()
-    ix = EngineIndex(make_client("opensearch", [opensearch_url]), prefix=f"rqeq-{uuid.uuid4().hex[:10]}",
-                     flavor="opensearch", replicas=0)
+
+    async def make() -> EngineIndex:  # the client is made inside the loop that will use it
+        return EngineIndex(make_client("opensearch", [opensearch_url]),
+                           prefix=f"rqeq-{uuid.uuid4().hex[:10]}", flavor="opensearch", replicas=0)
+
+    ix = loop.run_until_complete(make())
 
     async def setup():
         await ix.ensure_setup()
