@@ -1,15 +1,20 @@
 """The delivery worker: sends what the outbox holds, honouring digests and throttles.
 
-A channel failure postpones only that channel's rows (exponential back-off); nothing is ever
-dropped. Throttled alerts wait for the window to reopen and are then folded into one digest
-message, so a burst costs one message, not a lost alert."""
+Rows are leased before they are sent (two processes never send one row). Channels are
+served concurrently, each send under a deadline, and a failing channel rests (per-channel
+exponential back-off, a circuit breaker) while the others carry on; nothing is ever dropped.
+Throttled alerts wait for the window to reopen and are then folded into one digest message,
+so a burst costs one message, not a lost alert."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,76 +62,139 @@ class DeliveryReport:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ChannelHealth:
+    """Back-off and circuit breaker of one channel (not of one row): after a failure the
+    channel rests for an exponentially growing time, and none of its rows is tried, so a
+    dead webhook is not hit every round and costs the other channels nothing."""
+
+    failures: int = 0  # in a row
+    resting_until: float = 0.0
+    last_error: str = ""
+
+    def is_open(self, now: float) -> bool:
+        return now < self.resting_until
+
+
+def owner_id() -> str:
+    """Who holds an outbox lease: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class Deliverer:
     def __init__(self, store: Store, db: DbRunner, channels: Mapping[str, Any],
                  settings: AlertSettings, clock: Callable[[], float] = time.time):
         self.store, self.db, self.channels, self.settings, self.clock = store, db, channels, settings, clock
         self.wake = asyncio.Event()
+        self.owner = owner_id()
+        self.health: dict[str, ChannelHealth] = defaultdict(ChannelHealth)
+
+    @property
+    def lease(self) -> float:
+        """A lease outlives one send by a wide margin; it is renewed right before each send."""
+        return self.settings.send_timeout * 2 + 30
 
     def retry_delay(self, attempts: int) -> float:
         base = min(self.settings.retry_max, self.settings.retry_base * 2 ** attempts)
         return base * random.uniform(0.8, 1.0)
 
-    async def run_once(self) -> DeliveryReport:
+    async def run_once(self, page: int = 500) -> DeliveryReport:
+        """Claim the due rows page by page and send them, each channel concurrently."""
         report = DeliveryReport()
-        now = self.clock()
-        rows = await self.db(outbox.pending, self.store, now)
-        if not rows:
-            return report
-        due = await self.db(outbox.due_ids, self.store, now)
-        subs = {s.id: s for s in await self.db(load_all, self.store)}
-        groups: dict[tuple[str, str], list[outbox.OutboxRow]] = defaultdict(list)
-        for r in rows:
-            groups[(r.subscription_id, r.channel)].append(r)
-        for (sub_id, channel_name), group in groups.items():
-            await self._deliver_group(subs.get(sub_id), channel_name, group, due, report)
-        return report
+        subs: dict[str, Subscription] | None = None
+        while True:
+            rows = await self.db(outbox.claim, self.store, self.owner, self.clock(), self.lease, page)
+            if not rows:
+                return report
+            if subs is None:
+                subs = {s.id: s for s in await self.db(load_all, self.store)}
+            groups: dict[str, dict[str, list[outbox.OutboxRow]]] = defaultdict(lambda: defaultdict(list))
+            for r in rows:
+                groups[r.channel][r.subscription_id].append(r)
+            await asyncio.gather(*(self._deliver_channel(ch, by_sub, subs, report)
+                                   for ch, by_sub in groups.items()))
+            if len(rows) < page:
+                return report
+
+    async def release(self) -> None:
+        await self.db(self.store.release_leases, self.owner)
+
+    async def _deliver_channel(self, channel_name: str, by_sub: dict[str, list[outbox.OutboxRow]],
+                               subs: dict[str, Subscription], report: DeliveryReport) -> None:
+        for sub_id, group in by_sub.items():
+            health = self.health[channel_name]
+            if health.is_open(self.clock()):
+                await self.db(self.store.outbox_postpone, [r.id for r in group], self.owner,
+                              health.resting_until)
+                report.held += len(group)
+                continue
+            try:
+                await self._deliver_group(subs.get(sub_id), channel_name, group, report)
+            except Exception as e:  # a bug here must not strand the rows: they are handed back
+                log.error("delivery failed unexpectedly; will retry",
+                          extra={"channel": channel_name, "error": f"{type(e).__name__}: {e}"})
+                await self.db(self.store.outbox_postpone, [r.id for r in group], self.owner,
+                              self.clock() + self.settings.retry_base)
 
     async def _deliver_group(self, sub: Subscription | None, channel_name: str,
-                             group: list[outbox.OutboxRow], due: set[int], report: DeliveryReport) -> None:
-        ready = [r for r in group if r.id in due]
-        if not ready:
-            return
+                             group: list[outbox.OutboxRow], report: DeliveryReport) -> None:
         now = self.clock()
-        ids = [r.id for r in ready]
+        ids = [r.id for r in group]
         if sub and sub.digest_minutes > 0:
-            opens = min(r.created for r in group) + sub.digest_minutes * 60
+            first = await self.db(self.store.outbox_group_opened, sub.id, channel_name)
+            opens = (first if first is not None else min(r.created for r in group)) + sub.digest_minutes * 60
             if now < opens:
-                await self.db(outbox.postpone, self.store, ids, opens)
+                await self.db(self.store.outbox_postpone, ids, self.owner, opens)
                 report.held += len(ids)
                 return
             messages = [group]
         else:
-            messages = [[r] for r in ready]
+            messages = [[r] for r in group]
         if sub and sub.throttle_max:
             per = sub.throttle_per or 3600
-            sent = await self.db(outbox.messages_sent_since, self.store, sub.id, channel_name, now - per)
+            sent = await self.db(self.store.messages_sent_since, sub.id, channel_name, now - per)
             budget = sub.throttle_max - len(sent)
             if budget <= 0:
-                await self.db(outbox.postpone, self.store, ids, sent[0] + per)
+                await self.db(self.store.outbox_postpone, ids, self.owner, sent[0] + per)
                 report.held += len(ids)
                 return
             if len(messages) > budget:
                 flat = [r for m in messages for r in m]
                 messages = [[r] for r in flat[:budget - 1]] + [flat[budget - 1:]]
         channel = self.channels.get(channel_name)
-        for msg in messages:
+        health = self.health[channel_name]
+        for i, msg in enumerate(messages):
             msg_ids = [r.id for r in msg]
+            if not await self.db(self.store.renew_lease, msg_ids, self.owner, self.clock() + self.lease):
+                log.warning("alert lease lost; another process will send it", extra={"channel": channel_name})
+                continue
             try:
                 if channel is None:
                     raise ChannelError(f"channel {channel_name!r} is not configured")
-                await channel.send([r.item for r in msg])
+                await asyncio.wait_for(channel.send([r.item for r in msg]), self.settings.send_timeout)
             except Exception as e:  # a broken channel must not stop the others
-                err = str(e) if isinstance(e, ChannelError) else f"{type(e).__name__}: {e}"
+                if isinstance(e, TimeoutError):
+                    err = f"no answer within {self.settings.send_timeout:g} s"
+                else:
+                    err = str(e) if isinstance(e, ChannelError) else f"{type(e).__name__}: {e}"
+                health.failures += 1
+                health.last_error = err
+                rest = self.retry_delay(health.failures - 1)
+                health.resting_until = self.clock() + rest
                 attempts = max(r.attempts for r in msg)
-                await self.db(outbox.mark_failed, self.store, msg_ids, err,
-                              self.clock() + self.retry_delay(attempts))
-                log.warning("alert delivery failed; will retry",
-                            extra={"channel": channel_name, "items": len(msg), "error": err})
+                await self.db(self.store.outbox_failed, msg_ids, self.owner, err,
+                              self.clock() + max(rest, self.retry_delay(attempts)))
+                rest_ids = [r.id for m in messages[i + 1:] for r in m]
+                if rest_ids:  # the channel rests: its other messages wait with it
+                    await self.db(self.store.outbox_postpone, rest_ids, self.owner, health.resting_until)
+                log.warning("alert delivery failed; the channel rests before the next try",
+                            extra={"channel": channel_name, "items": len(msg), "error": err,
+                                   "failures_in_a_row": health.failures, "retry_in": round(rest)})
                 report.failures += 1
                 report.errors.append(err)
                 return
-            await self.db(outbox.mark_sent, self.store, msg_ids, self.clock(),
+            health.failures, health.resting_until, health.last_error = 0, 0.0, ""
+            await self.db(self.store.outbox_sent, msg_ids, self.owner, self.clock(),
                           message_id([r.item for r in msg]))
             report.messages += 1
             report.items += len(msg)
@@ -135,8 +203,9 @@ class Deliverer:
         while not stop.is_set():
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("delivery round failed")
+            except Exception as e:
+                log.error("delivery round failed; retrying next round",
+                          extra={"error": f"{type(e).__name__}: {e}"})
             self.wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
             await asyncio.wait(waiters, timeout=self.settings.deliver_interval,

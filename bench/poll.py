@@ -55,7 +55,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ROOT = Path(__file__).resolve().parent.parent
 LAST_MODIFIED = "Mon, 02 Dec 2024 10:00:00 GMT"
-RAQIB_FETCH = {"per_host_limit": 50, "total_limit": 100}
+RAQIB_FETCH = {"per_host_limit": 50, "total_limit": 100, "allow_networks": ["127.0.0.0/8"]}
 RAQIB_PARSE_WORKERS = 2
 
 

@@ -11,11 +11,10 @@ the title and of the body, space-joined), analyzed by a plain whitespace tokeniz
 per position, byte for byte what Python produced.
 
 A query key k matches a token t iff k in monitor.arabic.forms(t). forms(t) is t plus t minus
-each leading proclitic chain p (when at least MIN_STEM characters remain and t has an Arabic
+each leading proclitic chain p (when at least min_stem(p) characters remain and t has an Arabic
 letter, which t = p + k always has), so
 
-    k in forms(t)  <=>  t in surface_forms(k) = {k} | {p + k for p in PROCLITICS}   (len(k) >= MIN_STEM)
-                                                {k}                                 (otherwise)
+    k in forms(t)  <=>  t in surface_forms(k) = {k} | {p + k for p in chains_before(k)}
 
 and a word becomes a `terms` lookup of its surface forms. A phrase is a span_near (slop 0, in
 order) of one span per word matching its surface forms: a span_multi over the regexp
@@ -29,6 +28,10 @@ include "nato". tests/test_engine.py checks it on the corpus, regexp form includ
 
 Dates are compared on `published_us` (epoch microseconds, a long): the `date` type keeps
 milliseconds, and a relative range (date:24h) has microseconds, as do stored articles.
+A relative range is resolved when a search is translated. A stored percolator query cannot
+re-read the clock, so it keeps monitor.query.without_relative_dates(node) — a superset at any
+instant — and the percolating code re-checks those hits with evaluate() at match time
+(needs_recheck, raqib_query in the stored document).
 Sources are compared on `source_key`, the source lower-cased by Python exactly as
 monitor.query.source_matches does. The human fields (`title`, `summary`, `content`, with an
 Arabic chain and `.en`) serve display, ranking-free exploration and Kibana/Dashboards users;
@@ -46,11 +49,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from monitor.arabic import MIN_STEM, PROCLITICS, tokens
+from monitor.arabic import chains_before, tokens
 from monitor.errors import QueryError
 from monitor.models import Article, Match
 from monitor.query import (And, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
-                           positive_keys)
+                           has_relative_date, positive_keys, without_relative_dates)
 from monitor.store import from_iso, iso
 
 TOKEN_FIELDS = {"title": ("title_tokens",), "body": ("body_tokens",),
@@ -105,9 +108,7 @@ class Names:
 @lru_cache(maxsize=100_000)
 def surface_forms(key: str) -> frozenset[str]:
     """Every normalized token t with key in monitor.arabic.forms(t)."""
-    if len(key) >= MIN_STEM:
-        return frozenset([key, *(p + key for p in PROCLITICS)])
-    return frozenset([key])
+    return frozenset([key, *(p + key for p in chains_before(key))])
 
 
 def _sorted_forms(key: str) -> list[str]:
@@ -303,15 +304,20 @@ def _escape_regexp(text: str) -> str:
     return "".join(ch if ch.isalnum() else "\\" + ch for ch in text)
 
 
-_PROCLITIC_RE = "(" + "|".join(_escape_regexp(p) for p in PROCLITICS) + ")?"
 MAX_REGEXP = 900  # index.max_regex_length is 1000
+
+
+@lru_cache(maxsize=16)
+def _proclitic_re(chains: tuple[str, ...]) -> str:
+    return "(" + "|".join(_escape_regexp(p) for p in chains) + ")?"
 
 
 def surface_regexp(key: str) -> str | None:
     """A Lucene regexp matching exactly surface_forms(key) (None when it would be too long)."""
-    if len(key) < MIN_STEM:
+    chains = chains_before(key)
+    if not chains:
         return None
-    rx = _PROCLITIC_RE + _escape_regexp(key)
+    rx = _proclitic_re(chains) + _escape_regexp(key)
     return rx if len(rx) <= MAX_REGEXP else None
 
 
@@ -340,8 +346,14 @@ def _either(queries: list[dict]) -> dict:
     return {"bool": {"should": queries, "minimum_should_match": 1}}
 
 
-def to_dsl(node: Node) -> dict:
-    """The query DSL with exactly the meaning of monitor.query.evaluate(node, ·)."""
+def to_dsl(node: Node, now: datetime | None = None) -> dict:
+    """The query DSL with exactly the meaning of monitor.query.evaluate(node, ·, now)."""
+    if now is None and has_relative_date(node):
+        now = datetime.now(UTC)
+    return _to_dsl(node, now)
+
+
+def _to_dsl(node: Node, now: datetime | None) -> dict:
     match node:
         case Term(key=key, field=field):
             return _either([_terms(f, key) for f in TOKEN_FIELDS[field]])
@@ -361,7 +373,8 @@ def to_dsl(node: Node) -> dict:
                              "minimum_should_match": 1}}
         case Lang(code=code):
             return {"term": {"language": code}}
-        case DateRange(start=start, end=end):
+        case DateRange():
+            start, end = node.bounds(now)
             rng: dict[str, int] = {}
             if start is not None:
                 rng["gte"] = epoch_us(start)
@@ -369,16 +382,16 @@ def to_dsl(node: Node) -> dict:
                 rng["lt"] = epoch_us(end)
             return {"range": {"published_us": rng}} if rng else dict(MATCH_ALL)
         case And(children=cs):
-            must = [to_dsl(c) for c in cs if not isinstance(c, Not)]
-            must_not = [to_dsl(c.child) for c in cs if isinstance(c, Not)]
+            must = [_to_dsl(c, now) for c in cs if not isinstance(c, Not)]
+            must_not = [_to_dsl(c.child, now) for c in cs if isinstance(c, Not)]
             body: dict[str, Any] = {"must": must or [dict(MATCH_ALL)]}
             if must_not:
                 body["must_not"] = must_not
             return {"bool": body}
         case Or(children=cs):
-            return {"bool": {"should": [to_dsl(c) for c in cs], "minimum_should_match": 1}}
+            return {"bool": {"should": [_to_dsl(c, now) for c in cs], "minimum_should_match": 1}}
         case Not(child=c):
-            return {"bool": {"must": [dict(MATCH_ALL)], "must_not": [to_dsl(c)]}}
+            return {"bool": {"must": [dict(MATCH_ALL)], "must_not": [_to_dsl(c, now)]}}
     raise QueryError(f"cannot translate {node!r}")
 
 
@@ -402,9 +415,9 @@ def ranking_clauses(node: Node) -> list[dict]:
     return out
 
 
-def search_query(node: Node) -> dict:
+def search_query(node: Node, now: datetime | None = None) -> dict:
     """The tree decides membership (filter); the ranking clauses only score."""
-    query: dict[str, Any] = {"bool": {"filter": [to_dsl(node)]}}
+    query: dict[str, Any] = {"bool": {"filter": [to_dsl(node, now)]}}
     ranking = ranking_clauses(node)
     if ranking:
         query["bool"]["should"] = ranking
@@ -424,10 +437,10 @@ def sort_spec(sort: str, ranked: bool) -> list[dict]:
 
 
 def search_body(node: Node, *, size: int, sort: str = "relevance",
-                search_after: Sequence[Any] | None = None) -> dict:
+                search_after: Sequence[Any] | None = None, now: datetime | None = None) -> dict:
     ranked = bool(ranking_clauses(node))
     body: dict[str, Any] = {
-        "query": search_query(node),
+        "query": search_query(node, now),
         "sort": sort_spec(sort, ranked),
         "size": size,
         "track_total_hits": True,
@@ -485,7 +498,22 @@ def trends_body(node: Node | None, interval: str, start: datetime | None, end: d
 # ----------------------------------------------------------- percolation ----
 
 def subscription_doc(sub_id: str, query: str, node: Node) -> dict:
-    return {"sub_id": sub_id, "raqib_query": query, "query": to_dsl(node)}
+    """The stored percolator query. Clock-free: relative dates are relaxed to a superset (see
+    the module docstring) and the hit re-checked by needs_recheck/evaluate at match time."""
+    return {"sub_id": sub_id, "raqib_query": query, "query": to_dsl(without_relative_dates(node))}
+
+
+@lru_cache(maxsize=100_000)
+def needs_recheck(raqib_query: str) -> Node | None:
+    """The parsed tree of a stored subscription whose percolator query was relaxed (it has a
+    relative date), else None: such a hit is a candidate until evaluate() says so."""
+    from monitor.query import parse
+
+    try:
+        node = parse(raqib_query)
+    except QueryError:
+        return None  # stored by a version that accepted it; the percolator's answer stands
+    return node if has_relative_date(node) else None
 
 
 def percolate_body(documents: Sequence[Mapping[str, Any]], *, size: int = 1000,
@@ -494,7 +522,7 @@ def percolate_body(documents: Sequence[Mapping[str, Any]], *, size: int = 1000,
         "query": {"percolate": {"field": "query", "documents": list(documents)}},
         "sort": [{"sub_id": {"order": "asc"}}],
         "size": size,
-        "_source": False,
+        "_source": ["raqib_query"],  # to re-check relaxed (relative-date) subscriptions
         "track_total_hits": False,
     }
     if search_after:

@@ -504,12 +504,16 @@ class EngineIndex:
             await self._bulk(actions, [*wanted, *sorted(stale)], ignore_missing_deletes=True)
         await self._api("refresh subscriptions", self.client.indices.refresh(index=index))
 
-    async def percolate(self, articles: Sequence[Article]) -> dict[str, list[str]]:
+    async def percolate(self, articles: Sequence[Article],
+                        now: datetime | None = None) -> dict[str, list[str]]:
         """{article id: ids of the stored subscriptions it matches}, one percolate request for
-        the whole batch (more only when over `percolate_page` subscriptions match)."""
+        the whole batch (more only when over `percolate_page` subscriptions match). A hit of a
+        subscription with a relative date (stored relaxed) is re-checked at `now` (the clock)."""
         out: dict[str, set[str]] = {a.id: set() for a in articles}
         if not articles:
             return {}
+        now = now or datetime.now(UTC)
+        recheck = _Recheck(articles, now)
         await self._ensure_ready()
         docs = [dsl.match_doc(a) for a in articles]
         after = None
@@ -522,8 +526,10 @@ class EngineIndex:
                     found = dsl.slots(h, len(docs))
                 except ValueError as e:
                     raise IndexError_(f"{self.flavor}: percolate: {e}") from e
+                node = dsl.needs_recheck((h.get("_source") or {}).get("raqib_query", ""))
                 for s in found:
-                    out[articles[s].id].add(h["_id"])
+                    if node is None or recheck(node, s):
+                        out[articles[s].id].add(h["_id"])
             if len(hits) < self.percolate_page:
                 break
             after = hits[-1]["sort"]
@@ -574,3 +580,19 @@ class EngineIndex:
                         await res
         except CLIENT_ERRORS as e:  # pragma: no cover - closing a broken connection
             log.debug("closing the index client: %s", e)
+
+
+class _Recheck:
+    """evaluate() of relaxed percolator hits at one `now`, each article analyzed at most once."""
+
+    def __init__(self, articles: Sequence[Article], now: datetime):
+        self.articles, self.now = articles, now
+        self.docs: dict[int, Any] = {}
+
+    def __call__(self, node: Any, slot: int) -> bool:
+        from monitor.analysis import analyzed_doc
+        from monitor.query import evaluate
+
+        if slot not in self.docs:
+            self.docs[slot] = analyzed_doc(self.articles[slot])
+        return evaluate(node, self.docs[slot], self.now)

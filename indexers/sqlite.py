@@ -4,11 +4,21 @@ Each token is indexed under every reading of its proclitics (monitor.arabic.form
 FTS5 term lookup of a query word is exact: الناتو finds للناتو and بالناتو. Phrases are found
 by FTS5 (all words present) and then verified word-by-word by a SQL function using the same
 analysis as the alert matcher, so search and alerts agree on every article.
+
+FTS5 never tokenizes text itself: it is given the analyzer's keys joined by spaces, and its
+`ascii` tokenizer splits only on ASCII non-alphanumerics (here: the spaces) and keeps every
+non-ASCII character, so each FTS5 term IS one analyzer key, byte for byte (keys contain only
+word characters, lower-cased). The FTS5 term set equals the matcher's key set by construction,
+not because two tokenizers happen to agree (unicode61 split #قمة_لاهاي, the analyzer did not).
+
+SQLite's own messages never reach a user: limits in monitor.query keep FTS5 expressions small,
+and any sqlite3 error becomes a Raqib error naming what to do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,15 +32,20 @@ from monitor.arabic import index_terms, normalize
 from monitor.errors import IndexError_, QueryError
 from monitor.highlight import highlight, snippet
 from monitor.models import Article, SearchHit, SearchPage, body_of
-from monitor.query import (And, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
-                           parse, phrase_in_text, positive_keys)
+from monitor.query import (And, Clock, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
+                           parse, phrase_in_text, positive_keys, utcnow)
 from monitor.store import ARTICLE_COLUMNS, connect, iso, row_to_article
 
-FTS_SCHEMA = """
+log = logging.getLogger(__name__)
+
+FTS_TOKENIZER = "ascii"
+FTS_SCHEMA = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(
-    title, body, tokenize = "unicode61 remove_diacritics 0"
+    title, body, tokenize = "{FTS_TOKENIZER}"
 );
 """
+MAX_OFFSET = 1_000_000
+MAX_LIMIT = 100_000
 _COLS = {"any": "", "title": "title : ", "body": "body : "}
 
 
@@ -81,6 +96,7 @@ def requires_text(node: Node) -> bool:
 @dataclass
 class _Sql:
     params: list
+    now: datetime
 
     def compile(self, node: Node) -> str:
         expr = fts_expr(node)
@@ -103,7 +119,8 @@ class _Sql:
             case Lang(code=code):
                 self.params.append(code)
                 return "a.language = ?"
-            case DateRange(start=start, end=end):
+            case DateRange():
+                start, end = node.bounds(self.now)
                 conds = []
                 if start is not None:
                     conds.append("a.published >= ?")
@@ -130,8 +147,9 @@ class _Sql:
         raise QueryError(f"cannot compile {node!r}")
 
 
-def compile_where(node: Node) -> tuple[str, list]:
-    sql = _Sql([])
+def compile_where(node: Node, now: datetime | None = None) -> tuple[str, list]:
+    """SQL condition and parameters for `node`; relative dates resolved at `now`."""
+    sql = _Sql([], now or datetime.now(UTC))
     return sql.compile(node), sql.params
 
 
@@ -156,21 +174,44 @@ def _cursor_offset(cursor: str | None) -> int:
         kind, value = cursor.split(":", 1)
         if kind != "o":
             raise ValueError
-        return max(0, int(value))
+        if not value.isdigit() or len(value) > 7 or int(value) > MAX_OFFSET:
+            raise ValueError
+        return int(value)
     except ValueError:
-        raise QueryError(f"invalid cursor {cursor!r}") from None
+        raise QueryError(f"invalid cursor {cursor[:40]!r}") from None
+
+
+def _sqlite_failure(what: str, e: sqlite3.Error) -> Exception:
+    """A Raqib error for a failed read; SQLite's wording goes to the log, not to the user."""
+    log.debug("%s failed in SQLite: %s", what, e)
+    text = str(e).lower()
+    if "locked" in text or "busy" in text:
+        return IndexError_(f"{what}: the database is busy (another process is writing); try again")
+    if "fts5" in text or "expression" in text or "too" in text or "syntax" in text:
+        return QueryError(f"{what}: the query is too complex for the embedded index; simplify it")
+    return IndexError_(f"{what} failed in the embedded index; `raqib index reindex` rebuilds it")
 
 
 class SqliteIndex:
     """ArticleIndex over the store's database (see indexers.base for the contract)."""
 
-    def __init__(self, db_path: Path | str):
+    def __init__(self, db_path: Path | str, clock: Clock = utcnow):
         self.db_path = Path(db_path)
+        self.clock = clock  # what "now" is for relative dates (date:24h)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="raqib-index")
         self.conn = self._open()
 
     def _open(self) -> sqlite3.Connection:
         conn = connect(self.db_path)
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'articles_fts'").fetchone()
+        if row is not None and f'tokenize = "{FTS_TOKENIZER}"' not in row[0]:
+            # An index built by another tokenizer disagrees with the analyzer: rebuild it from
+            # the store (every article goes back on the index queue).
+            log.warning("rebuilding the search index: its tokenizer changed")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DROP TABLE articles_fts")
+            conn.execute("UPDATE articles SET indexed = 0")
+            conn.execute("COMMIT")
         conn.executescript(FTS_SCHEMA)
         conn.create_function("raqib_phrase", 5, _phrase_udf, deterministic=True)
         return conn
@@ -214,8 +255,19 @@ class SqliteIndex:
     def search_sync(self, query: str, limit: int = 20, cursor: str | None = None,
                     sort: str = "relevance") -> SearchPage:
         node = parse(query)
-        where, params = compile_where(node)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise QueryError(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+        if sort not in ("relevance", "date"):
+            raise QueryError(f"unknown sort {sort!r} (relevance or date)")
+        where, params = compile_where(node, self.clock())
         offset = _cursor_offset(cursor)
+        try:
+            return self._search(node, where, params, limit, offset, sort)
+        except sqlite3.Error as e:
+            raise _sqlite_failure("search", e) from None
+
+    def _search(self, node: Node, where: str, params: list, limit: int, offset: int,
+                sort: str) -> SearchPage:
         rank = rank_expr(node)
         if rank and requires_text(node):
             source = ("(SELECT rowid AS rid, bm25(articles_fts, 3.0, 1.0) AS score FROM articles_fts "
@@ -232,10 +284,7 @@ class SqliteIndex:
         # or sorts the full text of every match), then read the page's rows.
         sql = (f"SELECT a.rowid, coalesce(r.score, 0), count(*) OVER () FROM {source} "
                f"WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?")
-        try:
-            ranked = self.conn.execute(sql, [*params, limit, offset]).fetchall()
-        except sqlite3.OperationalError as e:
-            raise QueryError(f"search failed: {e}", query) from e
+        ranked = self.conn.execute(sql, [*params, limit, offset]).fetchall()
         cols = ", ".join(ARTICLE_COLUMNS.split(","))
         by_rowid = {r[0]: r[1:] for r in self.conn.execute(
             f"SELECT rowid, {cols} FROM articles WHERE rowid IN ({','.join('?' * len(ranked))})",
@@ -270,13 +319,17 @@ class SqliteIndex:
             conds.append("t.published < ?")
             params.append(iso(end))
         if query:
-            where, qp = compile_where(parse(query))
+            where, qp = compile_where(parse(query), self.clock())
             conds.append(f"t.article IN (SELECT a.rowid FROM articles a WHERE {where})")
             params += qp
         sql = (f"SELECT substr(t.published, 1, {width}) AS b, t.topic, count(*) FROM article_topics t "
                f"{'WHERE ' + ' AND '.join(conds) if conds else ''} GROUP BY b, t.topic ORDER BY b, t.topic")
         out = []
-        for b, topic, n in self.conn.execute(sql, params):
+        try:
+            rows = self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise _sqlite_failure("trends", e) from None
+        for b, topic, n in rows:
             fmt = "%Y-%m-%dT%H" if interval == "hour" else "%Y-%m-%d"
             out.append(TrendBucket(datetime.strptime(b, fmt).replace(tzinfo=UTC), topic, n))
         return out

@@ -32,7 +32,7 @@ def analyzed_doc(article: Article) -> AnalyzedDoc:
         body=body,
         title_keys=title_keys,
         body_keys=body_keys,
-        all_keys=title_keys | body_keys,
+        all_keys=set(title_keys).union(body_keys),  # a set: see Matcher.match_doc
         topics=frozenset(article.topics),
         source=article.source,
         lang=article.language,

@@ -8,7 +8,11 @@ into والنات and بودابست into ودابس; ISRI turns مذكرة into
 token is indexed under every reading of its leading proclitics (و ف + ب ك ل + ال, and لل):
 بالناتو is indexed as بالناتو and ناتو, كورسك as كورسك and ورسك. A query word is looked up
 as written, minus a leading definite article, so الناتو finds للناتو/بالناتو/والناتو and
-كورسك finds وكورسك/بكورسك — without any stem dictionary that could be wrong.
+كورسك finds وكورسك/بكورسك — without any stem dictionary that could be wrong. A bare ك is
+stripped only before 4 letters or more (min_stem): كمال stays Kamal, not ك + مال.
+
+Words are runs of letters and digits (with their marks); the underscore and # separate words,
+so a hashtag #قمة_لاهاي is the words قمة لاهاي for every consumer of these tokens.
 """
 
 from __future__ import annotations
@@ -42,7 +46,11 @@ NORMALIZE_TABLE = {**_TABLE, **_DELETE}
 # The same mapping without deletions: same length in and out, so offsets are unchanged.
 _KEEP_LENGTH_TABLE = {**_TABLE, **{k: "\u0640" for k in _DELETE}}
 
-WORD_RE = re.compile(rf"[^\W_][\w{_MARKS}]*")
+# A word: letters and digits with the marks inside it. The underscore is NOT a word character
+# (\w would say it is): #قمة_لاهاي is the two words قمة and لاهاي everywhere — in the index, the
+# query, the matcher, the percolator payload and the tagger — so they cannot disagree on it.
+_MARKS_NOT_W = "\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e8\u06ea-\u06ed"  # tatweel is \w
+WORD_RE = re.compile(rf"[^\W_]+(?:[{_MARKS_NOT_W}]+[^\W_]*)*")
 ARABIC_RE = re.compile(r"[\u0600-\u06ff]")
 
 # Leading proclitic sequences: conjunction (و ف), preposition (ب ك ل), article (ال), and لل
@@ -53,6 +61,24 @@ PROCLITICS: tuple[str, ...] = tuple(sorted(
     key=len, reverse=True))
 PROCLITICS = tuple(p for p in PROCLITICS if p)
 MIN_STEM = 3  # shorter remainders are too ambiguous to strip down to
+# A bare ك ("like", no article after it) is rare before an indefinite noun, while words that
+# begin with ك are everywhere: on 3,000 ANT articles the 3-letter readings of ك-initial tokens
+# are almost all other words (كانت→انت, كبير→بير, كامل→امل, كمال→مال "Kamal"≠"money",
+# كامن→امن "latent"≠"security"). Bare ب and ل, by contrast, mostly are prepositions before
+# 3-letter stems (بشكل, بسبب, لدعم, لعام, بغزة, لمصر). So a chain ending in a bare ك needs
+# a longer remainder; with the article (كالناتو) the usual bound applies.
+MIN_STEM_AFTER_BARE_KAF = 4
+
+
+def min_stem(chain: str) -> int:
+    """The shortest remainder a proclitic `chain` may be stripped down to."""
+    return MIN_STEM_AFTER_BARE_KAF if chain.endswith("ك") else MIN_STEM
+
+
+def chains_before(key: str) -> tuple[str, ...]:
+    """The proclitic chains p with `key` in forms(p + key): what an index that stores surface
+    tokens (a cluster) must expand a query key to. The exact inverse of forms()."""
+    return tuple(p for p in PROCLITICS if len(key) >= min_stem(p))
 
 
 # str.replace per mapped character beats str.translate several times over on Arabic text:
@@ -88,7 +114,7 @@ def forms(token: str) -> tuple[str, ...]:
         return (token,)
     out = [token]
     for p in PROCLITICS:
-        if token.startswith(p) and len(token) - len(p) >= MIN_STEM:
+        if token.startswith(p) and len(token) - len(p) >= min_stem(p):
             stem = token[len(p):]
             if stem not in out:
                 out.append(stem)

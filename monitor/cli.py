@@ -24,8 +24,35 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="reorder Arabic for terminals without bidirectional text support")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every option of Raqib is `--long` (and -h): a word starting with a single dash is a
+    positional value, so `raqib search -كورسك` searches for "without كورسك"."""
+
+    def _parse_optional(self, arg_string):  # type: ignore[override]
+        if arg_string.startswith("-") and not arg_string.startswith("--") and arg_string != "-h":
+            return None
+        return super()._parse_optional(arg_string)
+
+    def error(self, message: str):  # type: ignore[override]
+        """One line, not the whole usage text."""
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _bounded(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}")
+        return n
+    parse.__name__ = "number"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
+    ap = _Parser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
                                  "for tracked topics; search them; get alerts.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -38,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("query")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--limit", type=_bounded(1, 1000), default=10, help="results per page, 1-1000")
     p.add_argument("--cursor", help="continue from a previous page's next_cursor")
     p.add_argument("--sort", choices=["relevance", "date"], default="relevance")
     p = sub.add_parser("trends", help="article counts per topic per day or hour")
@@ -62,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throttle", metavar="N/SECONDS", help="at most N messages per SECONDS, e.g. 10/3600")
     p.add_argument("--digest", type=float, default=0, metavar="MINUTES", help="one message every MINUTES")
     p.add_argument("--dry-run", action="store_true", help="only show what it would have matched")
+    p.add_argument("--backfill", action="store_true",
+                   help="also alert on feeds' back catalogue and on articles older than alerts.max_age")
     p.add_argument("--yes", action="store_true", help="save without asking")
     p = ssub.add_parser("list", help="list subscriptions")
     _common(p)
@@ -76,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = isub.add_parser("reindex", help="rebuild the index from the article store")
     _common(p)
-    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--batch", type=_bounded(1, 10_000), default=500)
     pf = sub.add_parser("feeds", help="feed tools")
     fsub = pf.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = fsub.add_parser("check", help="fetch and parse each feed once; print a status table")
@@ -102,6 +131,22 @@ def _display(args, text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except BrokenPipeError:
+        # The reader went away (`raqib search … | head`): quiet, like other Unix tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except Exception as e:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("RAQIB_DEBUG"):
+            raise
+        print(f"raqib: internal error: {type(e).__name__}: {str(e)[:300]} "
+              "(set RAQIB_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 70
+
+
+def _main(args) -> int:
     try:
         if args.command == "tag":
             return cmd_tag(args)
@@ -291,6 +336,8 @@ def cmd_subscriptions(args, config) -> int:
                 raise ConfigError(f"--throttle {args.throttle!r}: use N/SECONDS, e.g. 10/3600") from None
         page = asyncio.run(_preview(config, args.query))
         print(f"{page.total} stored articles match {args.query!r}" + (":" if page.hits else "."))
+        if page.total:
+            print("(a new subscription alerts only on articles stored from now on)")
         for h in page.hits:
             print(_display(args, f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.highlights.get('title')}"))
         if args.dry_run:
@@ -300,7 +347,7 @@ def cmd_subscriptions(args, config) -> int:
                 print("not saved")
                 return 1
         subs.save(store, subs.Subscription(args.id, args.name or args.id, args.query, tuple(args.channel),
-                                           tmax, tper, args.digest, "cli"))
+                                           tmax, tper, args.digest, "cli", args.backfill))
         print(f"saved {args.id}")
         return 0
     finally:
@@ -317,40 +364,48 @@ async def _preview(config, query):
 
 def cmd_index(args, config) -> int:
     from alerts import outbox
+    from monitor.pipeline import drain_index
     from monitor.store import Store
 
     store = Store(config.data_dir / "raqib.db")
 
+    async def db(fn, *a):
+        return fn(*a)
+
     async def status():
         index = _open_index(config)
         try:
-            health = await index.health() if hasattr(index, "health") else {"status": "ok"}
+            health = await index.health() if hasattr(index, "health") else {"status": "unknown"}
             return {"backend": config.settings.index.backend, "health": health,
                     "indexed_documents": await index.count(), "stored_articles": store.count(),
-                    "waiting_to_index": store.conn.execute(
-                        "SELECT count(*) FROM articles WHERE indexed = 0").fetchone()[0],
-                    "waiting_to_match": store.conn.execute(
-                        "SELECT count(*) FROM articles WHERE matched = 0").fetchone()[0],
-                    "outbox": outbox.backlog(store)}
+                    **store.queue_counts(), "outbox": outbox.backlog(store),
+                    "dead_letters": [{"article": a, "error": e, "attempts": n}
+                                     for a, e, n in store.dead_letters()]}
         finally:
             await index.close()
 
     async def reindex():
+        # Every article goes back in the index queue (dead letters too) and the queue is worked
+        # off here; a service running meanwhile helps drain it, and nothing is indexed twice
+        # for long: the flags record what the index holds.
         index = _open_index(config)
-        done = 0
-        total = store.count()
+        total = store.requeue_for_index()
         try:
             from rich.progress import Progress
 
+            done, error = 0, ""
             with Progress(disable=not sys.stderr.isatty()) as progress:
                 task = progress.add_task("reindexing", total=total)
-                for batch in store.iter_articles(args.batch):
-                    await index.index(batch)
-                    done += len(batch)
+                while True:
+                    n, error = await drain_index(db, store, index, args.batch)
+                    done += n
                     progress.update(task, completed=done)
+                    left = store.queue_counts()["waiting_to_index"]
+                    if not n or not left:
+                        break
         finally:
             await index.close()
-        return done
+        return done, error, store.queue_counts()
 
     try:
         if args.action == "status":
@@ -359,10 +414,18 @@ def cmd_index(args, config) -> int:
                 print(json.dumps(st, ensure_ascii=False, default=str))
             else:
                 for k, v in st.items():
-                    print(f"{k}: {v}")
+                    if k == "dead_letters":
+                        for d in v:
+                            print(f"dead letter: {d['article']} ({d['attempts']} attempts): {d['error']}")
+                    else:
+                        print(f"{k}: {v}")
             return 0
-        n = asyncio.run(reindex())
+        n, error, counts = asyncio.run(reindex())
         print(f"reindexed {n} articles")
+        if counts["waiting_to_index"] or counts["index_dead_letters"]:
+            print(f"raqib: {counts['waiting_to_index']} articles still waiting, "
+                  f"{counts['index_dead_letters']} refused: {error}", file=sys.stderr)
+            return 1
         return 0
     finally:
         store.close()

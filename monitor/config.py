@@ -87,6 +87,19 @@ class FetchConfig(_Model):
     backoff_base: float = Field(0.5, ge=0, le=3600)
     backoff_max: float = Field(30.0, ge=0, le=DAY)
     max_inline_retry_after: float = Field(5.0, ge=0, le=600)
+    min_rate: float = Field(256.0, ge=0, le=1 << 30, description="bytes/s over rate_window; 0 = off")
+    rate_window: float = Field(10.0, gt=0, le=3600, description="seconds")
+    allow_networks: tuple[str, ...] = Field((), max_length=1000, description="CIDRs of non-public addresses to allow")
+
+    @field_validator("allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, v: Any) -> Any:
+        from monitor.netpolicy import parse_networks
+
+        values = [v] if isinstance(v, str) else v
+        if not isinstance(values, list | tuple):
+            return v  # pydantic reports the type error
+        return tuple(str(n) for n in parse_networks(values))
 
 
 class ScheduleConfig(_Model):
@@ -95,6 +108,7 @@ class ScheduleConfig(_Model):
     max_interval: float = Field(6 * 3600, gt=0, le=30 * DAY)
     jitter: float = Field(30, ge=0, le=DAY)
     error_backoff_max: float = Field(24 * 3600, gt=0, le=30 * DAY)
+    shutdown_grace: float = Field(30, ge=0, le=600)  # seconds polls in flight get on SIGTERM
 
     @model_validator(mode="after")
     def _bounds(self) -> ScheduleConfig:
@@ -131,9 +145,24 @@ class IndexConfig(_Model):
 
 
 class AlertSettings(_Model):
-    deliver_interval: float = Field(10, gt=0, le=DAY)
-    retry_base: float = Field(30, gt=0, le=DAY)
-    retry_max: float = Field(3600, gt=0, le=30 * DAY)
+    deliver_interval: float = Field(10, gt=0, le=86400)
+    retry_base: float = Field(30, gt=0, le=86400)
+    retry_max: float = Field(3600, gt=0, le=7 * 86400)
+    # Articles published longer ago than this (seconds; "2d", "36h" and "90m" work too) are
+    # stored and searchable but do not alert, unless a subscription sets `backfill: true`.
+    max_age: float = Field(2 * 86400, gt=0, le=3650 * 86400)
+    send_timeout: float = Field(30, gt=0, le=600)  # one send to one channel, then it counts as failed
+    breaker_after: int = Field(3, ge=1, le=1000)  # failures in a row that open a channel's breaker
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", v)
+            if not m:
+                raise ValueError(f"{v!r} is not a duration (use seconds, or e.g. 2d, 36h, 90m)")
+            return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return v
 
 
 class Settings(_Model):
@@ -176,19 +205,14 @@ class FeedConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
+        from monitor.redact import check_feed_url  # never echoes credentials
+
         _check_url_text(v)
         try:
-            parts = urlsplit(v)
-            host, _ = parts.hostname, parts.port
+            urlsplit(v).port
         except ValueError:
             raise ValueError("url is not a valid URL (bad host or port)") from None
-        if parts.scheme not in ("http", "https") or not host:
-            raise ValueError(f"{_shown_url(v)!r} is not an http(s) URL")
-        if "@" in parts.netloc:
-            # never echo them: the message names the feed, not the credentials
-            raise ValueError("url holds credentials (user:password@); feeds are fetched without "
-                             "credentials — remove them from the url")
-        return v
+        return check_feed_url(v)
 
 
 class FeedsFile(_Model):
@@ -274,6 +298,7 @@ class SubscriptionConfig(_Model):
     name: str = Field("", max_length=500)
     throttle: Throttle | None = None
     digest_minutes: float = Field(0, ge=0, le=7 * 24 * 60)
+    backfill: bool = False  # alert on back catalogue and on articles older than alerts.max_age too
 
     @field_validator("query")
     @classmethod

@@ -1,8 +1,10 @@
 """HTTP fetch stage: one shared aiohttp session, conditional GET, bounded bodies, polite retries.
 
-Feed URLs are untrusted input, so every hop is checked (scheme, host, no credentials), the body
-is capped after decompression (gzip bombs), and failures always surface as `FetchError`
-subclasses whose message names the URL and the cause, never as raw aiohttp exceptions.
+Feed URLs are untrusted input, so every hop is checked (scheme, host, no credentials), every
+connection's resolved address must pass the address policy (monitor.netpolicy), the body is
+capped after decompression (gzip bombs) and must keep a minimum rate (slowloris), one deadline
+bounds a whole poll (retries included), and failures always surface as `FetchError` subclasses
+whose message names the (redacted) URL and the cause, never as raw aiohttp exceptions.
 
 Needs aiohttp >= 3.13.3: older releases inflate a whole network chunk at once, so a gzip bomb
 could allocate far more than `max_bytes` before our streaming counter sees it.
@@ -11,6 +13,7 @@ could allocate far more than `max_bytes` before our streaming counter sees it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib.util
 import logging
 import os
@@ -25,9 +28,12 @@ from http import HTTPStatus
 from typing import Self
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from monitor.errors import FetchError, ResponseTooLarge, RetryLater, TooManyRedirects
+from monitor.netpolicy import AddressPolicy, AddressRefused, PolicyResolver
+from monitor.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ class FetchSettings:
     user_agent: str = "Raqib/0.1 (+https://github.com/raqib/raqib)"
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
-    total_timeout: float = 60.0  # one attempt: all redirect hops and the body, queueing included
+    total_timeout: float = 60.0  # one poll: every attempt, redirect hop, back-off and body, queueing included
     max_bytes: int = 10 * 1024 * 1024  # enforced on Content-Length AND on the decompressed body
     max_redirects: int = 5
     per_host_limit: int = 2
@@ -57,6 +63,9 @@ class FetchSettings:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_inline_retry_after: float = 5.0  # longer Retry-After -> RetryLater for the scheduler
+    min_rate: float = 256.0  # bytes/s over `rate_window` once the body has started; 0 = off
+    rate_window: float = 10.0  # seconds; also the longest silence tolerated inside a body
+    allow_networks: tuple[str, ...] = ()  # CIDRs that may be non-public (intranet feeds, tests)
 
 
 @dataclass(frozen=True)
@@ -76,15 +85,6 @@ class FetchResult:
 
 
 # ---------------------------------------------------------------- pure helpers
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user-info replaced by `***`, so secrets never reach logs or errors."""
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*:)?//([^/?#]*)", url)
-    if not m or "@" not in m.group(2):
-        return url
-    host = m.group(2).rsplit("@", 1)[1]
-    return f"{m.group(1) or ''}//***@{host}{url[m.end():]}"
 
 
 def check_url(url: str) -> URL:
@@ -189,10 +189,11 @@ def redirect_target(current: URL, location: str | None, status: int, origin: str
 class _Transient(Exception):
     """Internal: a failure worth retrying; carries the error to raise if retries run out."""
 
-    def __init__(self, error: FetchError, retry_after: float | None = None):
+    def __init__(self, error: FetchError, retry_after: float | None = None, timed_out: bool = False):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+        self.timed_out = timed_out
 
 
 def _timeout_error(url: str, exc: BaseException, s: FetchSettings, hop: str) -> FetchError:
@@ -202,12 +203,15 @@ def _timeout_error(url: str, exc: BaseException, s: FetchSettings, hop: str) -> 
     elif isinstance(exc, getattr(aiohttp, "SocketTimeoutError", ())):
         what = f"read timed out (no data for {s.read_timeout:g}s)"
     else:
-        what = f"timed out after {s.total_timeout:g}s"
+        what = f"timed out: the poll's {s.total_timeout:g}s deadline passed"
     return FetchError(url, what + hop)
 
 
 def _client_error(url: str, exc: aiohttp.ClientError, hop: str) -> tuple[FetchError, bool]:
     """Map an aiohttp error to (FetchError, transient?) with a message naming the cause."""
+    refused = getattr(exc, "os_error", None)
+    if isinstance(refused, AddressRefused):
+        return FetchError(url, f"{refused}{hop}"), False
     if isinstance(exc, aiohttp.ClientSSLError):
         return FetchError(url, f"TLS error: {exc}{hop}"), False
     if isinstance(exc, getattr(aiohttp, "ClientConnectorDNSError", ())):
@@ -243,19 +247,28 @@ def _status_error(resp: aiohttp.ClientResponse, shown: str, hop: str) -> Excepti
 class Fetcher:
     """Fetches feeds through one pooled session; use as `async with Fetcher(settings) as f`."""
 
-    def __init__(self, settings: FetchSettings | None = None):
+    def __init__(self, settings: FetchSettings | None = None, *,
+                 resolver: AbstractResolver | None = None):
+        """`resolver` replaces DNS (tests use a stub); the address policy applies either way."""
         self.settings = settings or FetchSettings()
+        self.policy = AddressPolicy(self.settings.allow_networks)
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
         s = self.settings
+        # The policy sees every resolved address (resolver) and every connect (socket factory),
+        # so neither a redirect nor a name that re-resolves elsewhere can reach a refused address.
+        self._policy_resolver = PolicyResolver(self.policy, self._resolver)
         connector = aiohttp.TCPConnector(limit=s.total_limit, limit_per_host=s.per_host_limit,
-                                         ttl_dns_cache=300)
-        # sock_connect, not connect: waiting for a pool slot is not a connect failure.
-        timeout = aiohttp.ClientTimeout(total=s.total_timeout, sock_connect=s.connect_timeout,
+                                         ttl_dns_cache=300, resolver=self._policy_resolver,
+                                         socket_factory=self.policy.socket_factory)
+        # sock_connect, not connect: waiting for a pool slot is not a connect failure. The
+        # poll's deadline (total_timeout) is enforced by fetch() across all attempts.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout,
                                         sock_read=s.read_timeout)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=True,
+            connector=connector, timeout=timeout, auto_decompress=True, trust_env=False,
             headers={"User-Agent": s.user_agent, "Accept": ACCEPT,
                      "Accept-Encoding": ACCEPT_ENCODING})
         return self
@@ -267,22 +280,25 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            await self._policy_resolver.close()  # a resolver we pass in is ours to close
 
     async def fetch(self, url: str, etag: str | None = None,
                     last_modified: str | None = None) -> FetchResult:
-        """GET a feed, retrying transient failures; raises FetchError (or a subclass)."""
+        """GET a feed, retrying transient failures within one deadline; raises FetchError."""
         if self._session is None:
             raise RuntimeError("Fetcher is not open: use `async with Fetcher(...) as fetcher`")
         started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.total_timeout  # the loop's clock, for timeout_at
         target = check_url(url)
         shown = redact_url(url)
         headers = conditional_headers(etag, last_modified)
         attempt = 0
         while True:
             try:
-                result = await self._attempt(url, shown, target, headers)
+                result = await self._attempt(url, shown, target, headers, deadline)
             except _Transient as t:
-                delay = self._retry_delay(t, attempt, shown)
+                delay = self._retry_delay(t, attempt, shown, deadline - loop.time())
                 attempt += 1
                 log.debug("retrying feed fetch", extra={"url": shown, "attempt": attempt,
                                                         "delay": round(delay, 3),
@@ -294,30 +310,36 @@ class Fetcher:
                                  last_modified=result.last_modified or last_modified)
             return replace(result, elapsed=time.monotonic() - started)
 
-    def _retry_delay(self, t: _Transient, attempt: int, shown: str) -> float:
-        """How long to wait before the next attempt, or raise if we should stop here."""
+    def _retry_delay(self, t: _Transient, attempt: int, shown: str, remaining: float) -> float:
+        """How long to wait before the next attempt, or raise if we should stop here.
+
+        A retry that could not start before the poll's deadline is not made: one feed costs at
+        most `total_timeout` per poll, however many attempts that leaves.
+        """
         s = self.settings
         if t.retry_after is not None:
-            if t.retry_after > s.max_inline_retry_after or attempt >= s.retries:
+            if (t.retry_after > s.max_inline_retry_after or attempt >= s.retries
+                    or t.retry_after >= remaining):
                 raise RetryLater(shown, f"{t.error.reason}; retry after {t.retry_after:g}s",
                                  t.error.status or 0, t.retry_after) from None
             return t.retry_after
-        if attempt >= s.retries:
+        delay = backoff_delay(attempt, s)
+        if attempt >= s.retries or t.timed_out or delay >= remaining:
             raise t.error from None
-        return backoff_delay(attempt, s)
+        return delay
 
     async def _attempt(self, url: str, shown: str, target: URL,
-                       headers: dict[str, str]) -> FetchResult:
-        """One try: follow redirects by hand, bounded by total_timeout; map every failure."""
+                       headers: dict[str, str], deadline: float) -> FetchResult:
+        """One try: follow redirects by hand, bounded by the poll's deadline; map every failure."""
         s = self.settings
         hop = ""
         try:
-            async with asyncio.timeout(s.total_timeout):
+            async with asyncio.timeout_at(deadline):
                 current = target
                 visited = {str(target)}
                 redirects = 0
                 while True:
-                    hop = "" if current == target else f" (at {current})"
+                    hop = "" if current == target else f" (at {redact_url(str(current))})"
                     result = await self._request(url, shown, current, headers, hop)
                     if isinstance(result, FetchResult):
                         return result
@@ -325,14 +347,16 @@ class Fetcher:
                     current = redirect_target(current, location, status, shown)
                     redirects += 1
                     if str(current) in visited:
-                        raise TooManyRedirects(shown, f"redirect loop back to {current}",
+                        raise TooManyRedirects(shown, f"redirect loop back to {redact_url(str(current))}",
                                                status=status)
                     if redirects > s.max_redirects:
                         raise TooManyRedirects(shown, f"more than {s.max_redirects} redirects "
-                                                      f"(last to {current})", status=status)
+                                                      f"(last to {redact_url(str(current))})", status=status)
                     visited.add(str(current))
         except TimeoutError as e:
-            raise _Transient(_timeout_error(shown, e, s, hop)) from None
+            error = _timeout_error(shown, e, s, hop)
+            # The poll's deadline has passed: nothing is left for another attempt.
+            raise _Transient(error, timed_out=asyncio.get_running_loop().time() >= deadline) from None
         except aiohttp.ClientError as e:
             error, transient = _client_error(shown, e, hop)
             if transient:
@@ -356,21 +380,67 @@ class Fetcher:
             raise _status_error(resp, shown, hop)
 
     async def _read_body(self, resp: aiohttp.ClientResponse, shown: str) -> bytes:
-        """Stream the decompressed body, stopping as soon as it passes max_bytes."""
-        limit = self.settings.max_bytes
+        """Stream the decompressed body, stopping as soon as it passes max_bytes or falls below
+        min_rate over the last rate_window seconds (a slowloris ends early, not at the deadline)."""
+        s = self.settings
+        limit = s.max_bytes
         declared = resp.content_length
         if declared is not None and declared > limit:
             resp.close()
             raise ResponseTooLarge(shown, f"response too large: Content-Length {declared} bytes "
                                           f"exceeds the {limit}-byte limit", status=resp.status)
+        rate = RateGuard(s.min_rate, s.rate_window, asyncio.get_running_loop().time)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
-            size += len(chunk)
-            if size > limit:
+        while True:
+            wait = rate.patience()
+            try:
+                async with asyncio.timeout(wait) as tm:
+                    chunk = await resp.content.read(CHUNK_SIZE)
+            except TimeoutError:
+                if not tm.expired():
+                    raise  # the poll's deadline, handled by the caller
+                chunk = None
+            if chunk == b"":
+                return b"".join(chunks)
+            if chunk is not None:
+                size += len(chunk)
+                if size > limit:
+                    resp.close()
+                    raise ResponseTooLarge(shown, f"response too large: body exceeds the {limit}-byte "
+                                                  f"limit after decompression", status=resp.status)
+                chunks.append(chunk)
+            problem = rate.add(len(chunk or b""))
+            if problem:
                 resp.close()
-                raise ResponseTooLarge(shown, f"response too large: body exceeds the {limit}-byte "
-                                              f"limit after decompression", status=resp.status)
-            chunks.append(chunk)
-        return b"".join(chunks)
+                raise FetchError(shown, problem, status=resp.status)
 
+
+class RateGuard:
+    """Minimum transfer rate over a sliding window, measured from the first body read."""
+
+    def __init__(self, min_rate: float, window: float, clock: Callable[[], float]):
+        self.min_rate = min_rate
+        self.window = window
+        self.clock = clock
+        self.started = clock()
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()
+        self.in_window = 0
+
+    def patience(self) -> float | None:
+        """How long the next read may wait: a whole window of silence is already too slow."""
+        return self.window if self.min_rate > 0 else None
+
+    def add(self, n: int) -> str | None:
+        """Record `n` bytes; a one-line reason if the window's rate is below the minimum."""
+        if self.min_rate <= 0:
+            return None
+        now = self.clock()
+        self.samples.append((now, n))
+        self.in_window += n
+        while self.samples and self.samples[0][0] < now - self.window:
+            self.in_window -= self.samples.popleft()[1]
+        if now - self.started < self.window or self.in_window >= self.min_rate * self.window:
+            return None
+        return (f"too slow: {self.in_window} bytes in the last {self.window:g}s "
+                f"(minimum {self.min_rate:g} bytes/s)")

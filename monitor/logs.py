@@ -1,4 +1,12 @@
-"""Structured logs: `message key=value …` for people, one JSON object per line for machines."""
+"""Structured logs: `message key=value …` for people, one JSON object per line for machines.
+
+Every record is redacted (monitor.redact) before any handler sees it — message, extras,
+exception text — whichever logger made it, Raqib's or a library's (urllib3 logs request paths
+with webhook tokens at DEBUG). A filter on the root *logger* would not do: it never runs for
+records propagated from child loggers, so the filter sits on the handler; the record factory
+also redacts message and exception at creation, for handlers added later (e.g. pytest's
+caplog) — extras are attached after the factory runs, so only the handler filter sees those.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from monitor.redact import redact_text
 
 _STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -20,7 +30,7 @@ class JsonFormatter(logging.Formatter):
              "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         d.update(_extras(record))
         if record.exc_info:
-            d["exception"] = self.formatException(record.exc_info)
+            d["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(d, ensure_ascii=False, default=str)
 
 
@@ -30,7 +40,7 @@ class KeyValueFormatter(logging.Formatter):
         kv = " ".join(f"{k}={_kv(v)}" for k, v in _extras(record).items())
         line = f"{t} {record.levelname:<7} {record.getMessage()}" + (f" {kv}" if kv else "")
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
 
 
@@ -39,9 +49,61 @@ def _kv(v: object) -> str:
     return json.dumps(s, ensure_ascii=False) if (" " in s or not s) else s
 
 
+class RedactingFilter(logging.Filter):
+    """Rewrites a record in place so no URL secret survives in any part of it; never drops it."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
+
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Redact message, extras, exception and stack text (idempotent, never raises)."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed call: let the handler report it as logging usually does
+        return record
+    record.msg, record.args = redact_text(message), ()
+    for key, value in _extras(record).items():
+        if isinstance(value, str):
+            setattr(record, key, redact_text(value))
+        elif not isinstance(value, int | float | bool | type(None)):
+            text = str(value)
+            clean = redact_text(text)
+            if clean != text:
+                setattr(record, key, clean)
+    if record.exc_info and not record.exc_text:
+        record.exc_text = RedactingFilter._formatter.formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    return record
+
+
+_FILTER = RedactingFilter()
+
+
+def install_redaction() -> None:
+    """Redact every record at creation (once per process), whatever handler it reaches."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "_raqib_redacting", False):
+        return
+
+    def redacting_factory(*args, **kwargs) -> logging.LogRecord:
+        return redact_record(factory(*args, **kwargs))
+
+    redacting_factory._raqib_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting_factory)
+
+
 def setup_logging(level: str = "INFO", json_format: bool = False, stream=None) -> None:
+    install_redaction()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_format else KeyValueFormatter())
+    handler.addFilter(_FILTER)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -71,6 +71,7 @@ class FeedState:
     next_due: datetime | None = None
     last_fetched: datetime | None = None
     last_new: datetime | None = None
+    seeded: bool = False  # a fetch has succeeded once: later items are news, not back catalogue
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,10 +30,10 @@ from monitor.dedup import Decision, decide
 from monitor.errors import FeedError, IndexError_, ParseError, RetryLater
 from monitor.fetcher import Fetcher, FetchSettings
 from monitor.highlight import snippet
-from monitor.models import Article, FeedState
+from monitor.models import FeedState
 from monitor.parser import ParsedFeed, canonical_link, parse_feed
 from monitor.query import parse, positive_keys
-from monitor.store import Store
+from monitor.store import Pending, Store
 from monitor.tagger import Tagger, TopicRule
 from monitor.topics import build_tagger, rules_from_config
 
@@ -218,12 +218,14 @@ class Pipeline:
 
     def _decide_and_store(self, articles, state_after) -> tuple[Decision, FeedState]:
         """Dedup decision and commit in one step on the store thread, so two feeds carrying
-        the same story at the same moment cannot both find it new."""
+        the same story at the same moment cannot both find it new. What a feed carries on its
+        first successful fetch is its back catalogue: stored, but not news to alert on."""
         known = self.store.known(a.id for a in articles)
         by_link = self.store.ids_for_links(canonical_link(a.link) for a in articles)
         d = decide(articles, known, by_link)
-        new_state = state_after(d)
-        self.store.ingest(d.new, d.updated, d.link_keys, new_state)
+        new_state = replace(state_after(d), seeded=True)
+        first = not self.store.feed_state(new_state.url).seeded
+        self.store.ingest(d.new, d.updated, d.link_keys, new_state, backfill=first)
         return d, new_state
 
     async def _parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
@@ -263,44 +265,24 @@ class Pipeline:
     # ---- index and match queues ----
 
     async def drain(self, batch: int = 500) -> DrainReport:
-        """Work off the index and match queues (also what start-up recovery does)."""
+        """Work off the index and match queues (also what start-up recovery does), page by page."""
         report = DrainReport()
         async with self._drain_lock:
+            report.indexed, report.index_error = await drain_index(self.db, self.store, self.index, batch)
+            after = 0
             while True:
-                pending = await self.db(self.store.pending, "indexed", batch)
+                pending = await self.db(self.store.pending, "matched", batch, after)
                 if not pending:
                     break
-                try:
-                    await self.index.index([a for _, a in pending])
-                    done = [k for k, _ in pending]
-                except IndexError_ as e:
-                    # Articles the backend took are marked; the rest stay queued for the next
-                    # round (a cluster that is down, or one document it refuses).
-                    took = set(getattr(e, "indexed", ()))
-                    done = [k for k, a in pending if a.id in took]
-                    await self.db(self.store.mark, "indexed", done)
-                    report.indexed += len(done)
-                    report.index_error = str(e)
-                    log.error("index unavailable or refused articles; they stay queued",
-                              extra={"error": str(e)[:500], "queued": len(pending) - len(done)})
-                    break
-                await self.db(self.store.mark, "indexed", done)
-                report.indexed += len(pending)
-                if len(pending) < batch:
-                    break
-            while True:
-                pending = await self.db(self.store.pending, "matched", batch)
-                if not pending:
-                    break
-                articles = [a for _, a in pending]
+                after = pending[-1].key[0]
                 try:
                     await self._refresh_matcher()
-                    items = await self._match(articles)
+                    items = await self._match(pending)
                 except IndexError_ as e:
                     log.error("alert matching unavailable; articles stay queued", extra={"error": str(e)[:500]})
                     break
                 added = await self.db(outbox.enqueue_and_mark, self.store, items,
-                                      [k for k, _ in pending], time.time())
+                                      [p.key for p in pending], time.time())
                 report.matched += len(pending)
                 report.alerts += added
                 if len(pending) < batch:
@@ -316,33 +298,43 @@ class Pipeline:
             return
         subs = await self.db(load_all, self.store)
         self.subscriptions = {s.id: s for s in subs}
-        self._keys = {s.id: positive_keys(parse(s.query)) for s in subs}
+        # Parsing 100k rules and building the matcher takes seconds: never on the event loop.
+        self._keys = await asyncio.to_thread(lambda: {s.id: positive_keys(parse(s.query)) for s in subs})
         if self._percolator:
             await self.index.put_subscriptions([(s.id, s.query) for s in subs])  # type: ignore[attr-defined]
         else:
-            self.matcher = Matcher((s.id, s.query) for s in subs)
+            self.matcher = await asyncio.to_thread(Matcher, [(s.id, s.query) for s in subs])
         self._subs_version = v
 
-    async def _match(self, articles: list[Article]) -> list[tuple[str, AlertItem]]:
+    async def _match(self, pending: list[Pending]) -> list[tuple[str, AlertItem]]:
         """Alerts for a batch: in-process matcher, or the cluster's percolator (one request per
         batch) with a cluster-wide claim so two workers never alert the same thing twice."""
+        articles = [p.article for p in pending]
         if not self._percolator:
-            matches = await asyncio.to_thread(lambda: {a.id: self.matcher.match(a) for a in articles})
-            return self._alerts_for(articles, matches)
+            matcher = self.matcher
+            matches = await asyncio.to_thread(lambda: {a.id: matcher.match(a) for a in articles})
+            return await asyncio.to_thread(self._alerts_for, pending, matches)
         matches = await self.index.percolate(articles)  # type: ignore[attr-defined]
-        items = self._alerts_for(articles, matches)
+        items = await asyncio.to_thread(self._alerts_for, pending, matches)
         if self._worker_id is None:
             self._worker_id = await self.db(self.store.worker_id)
         mine = await self.index.claim_deliveries(  # type: ignore[attr-defined]
             [it.delivery_id for _, it in items], self._worker_id)
         return [(ch, it) for ch, it in items if it.delivery_id in mine]
 
-    def _alerts_for(self, articles: list[Article], matches: dict[str, list[str]]) -> list[tuple[str, AlertItem]]:
+    def _alerts_for(self, pending: list[Pending], matches: dict[str, list[str]]) -> list[tuple[str, AlertItem]]:
+        """(channel, item) for every match a subscription wants (see Subscription.wants: no
+        back catalogue, nothing older than alerts.max_age, nothing stored before it)."""
         items = []
-        for a in articles:
+        now = datetime.now(UTC)
+        max_age = timedelta(seconds=self.config.settings.alerts.max_age)
+        for p in pending:
+            a = p.article
             for sid in sorted(matches.get(a.id, ())):
                 sub = self.subscriptions.get(sid)
                 if sub is None:  # removed since the cluster matched it
+                    continue
+                if not sub.wants(p.stored, p.backfill, a.published, now, max_age):
                     continue
                 keys = self._keys[sid]
                 snip = snippet(a.body or a.title, keys) if keys else snippet(
@@ -354,6 +346,47 @@ class Pipeline:
                         source=a.source, link=a.link, topics=a.topics, snippet=snip,
                         published=a.published, language=a.language)))
         return items
+
+
+MAX_INDEX_ATTEMPTS = 5  # refusals of one article before it becomes a dead letter
+
+
+async def drain_index(db, store: Store, index: ArticleIndex, batch: int = 500) -> tuple[int, str]:
+    """Index the queued articles page by page; returns (indexed, last error).
+
+    A document the backend refuses is counted and, after MAX_INDEX_ATTEMPTS refusals, set
+    aside as a dead letter; it never holds up the pages behind it. A backend that takes
+    nothing (down, unreachable) ends the drain: everything stays queued for the next one."""
+    indexed, error, after = 0, "", 0
+    while True:
+        pending = await db(store.pending, "indexed", batch, after)
+        if not pending:
+            break
+        after = pending[-1].key[0]
+        try:
+            await index.index([p.article for p in pending])
+            done = [p.key for p in pending]
+        except IndexError_ as e:
+            error = str(e)
+            took = set(getattr(e, "indexed", ()))
+            refused = getattr(e, "failed", None) or {}
+            done = [p.key for p in pending if p.article.id in took]
+            await db(store.mark, "indexed", done)
+            indexed += len(done)
+            if not refused and not took:
+                log.error("index unavailable; articles stay queued",
+                          extra={"error": error[:500], "queued": len(pending)})
+                break
+            dead = await db(store.index_refused, [(p.key, refused.get(p.article.id, error)) for p in pending
+                                                  if p.article.id not in took], MAX_INDEX_ATTEMPTS)
+            log.error("index refused articles; they stay queued", extra={
+                "error": error[:500], "refused": len(pending) - len(done), "dead_letters": dead})
+            continue
+        await db(store.mark, "indexed", done)
+        indexed += len(done)
+        if len(pending) < batch:
+            break
+    return indexed, error
 
 
 def jittered(seconds: float, jitter: float) -> float:

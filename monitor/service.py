@@ -19,14 +19,18 @@ from apscheduler.triggers.interval import IntervalTrigger
 from alerts.delivery import Deliverer, DeliveryReport, make_channels
 from alerts.subscriptions import sync_from_config
 from monitor.config import Config, FeedConfig
+from monitor.lock import DataDirLock
 from monitor.pipeline import DrainReport, FeedReport, Pipeline
 
 log = logging.getLogger("raqib.service")
-SHUTDOWN_GRACE = 30.0
 
 
 async def start(pipeline: Pipeline) -> DrainReport:
-    """Sync subscriptions from alerts.yaml and work off anything a previous run left queued."""
+    """Sync subscriptions from alerts.yaml and work off anything a previous run left queued.
+    Called with the data-dir lock held: outbox leases found now belong to a dead process."""
+    stale = await pipeline.db(pipeline.store.release_leases, None)
+    if stale:
+        log.info("released alerts leased by a process that died", extra={"alerts": stale})
     await pipeline.db(sync_from_config, pipeline.store, pipeline.config.alerts.subscriptions)
     report = await pipeline.drain()
     if report.indexed or report.matched:
@@ -47,41 +51,50 @@ async def run_once(config: Config, on_feed=None, feeds: list[FeedConfig] | None 
 
     A feed in error back-off (or told to come back later by Retry-After) is skipped until it
     is due, so a cron job running `once` every minute is as polite as the service."""
-    async with Pipeline(config) as p:
-        await start(p)
-        deliverer = make_deliverer(p)
-        states = await p.db(p.store.feed_states)
-        now = datetime.now(UTC)
-        todo, skipped = [], []
-        for f in feeds or [f for f in config.feeds if f.enabled]:
-            st = states.get(f.url)
-            if st and st.error_count and st.next_due and st.next_due > now:
-                skipped.append(FeedReport(f.id, f.url, "backing-off", error=st.last_error or "",
-                                          next_due=st.next_due))
-                if on_feed:
-                    on_feed(skipped[-1])
-            else:
-                todo.append(f)
-        # Index and match while feeds are still being fetched and parsed, so the main
-        # process's share of the work overlaps the parse workers' instead of following it.
-        polling = asyncio.Event()
-        polling.set()
-        totals = DrainReport()
+    with DataDirLock(config.data_dir, "once"):
+        async with Pipeline(config) as p:
+            return await _once(p, config, on_feed, feeds)
 
-        async def drain_alongside() -> None:
-            while polling.is_set():
-                _add(totals, await p.drain())
-                await asyncio.sleep(0.2)
 
-        background = asyncio.create_task(drain_alongside())
-        try:
-            reports = skipped + await p.poll_all(todo, on_feed)
-        finally:
-            polling.clear()
-            await background
-        drained = _add(totals, await p.drain())
+async def _once(p: Pipeline, config: Config, on_feed, feeds: list[FeedConfig] | None
+                ) -> tuple[list[FeedReport], DrainReport, DeliveryReport]:
+    await start(p)
+    deliverer = make_deliverer(p)
+    states = await p.db(p.store.feed_states)
+    now = datetime.now(UTC)
+    todo, skipped = [], []
+    for f in feeds or [f for f in config.feeds if f.enabled]:
+        st = states.get(f.url)
+        if st and st.error_count and st.next_due and st.next_due > now:
+            skipped.append(FeedReport(f.id, f.url, "backing-off", error=st.last_error or "",
+                                      next_due=st.next_due))
+            if on_feed:
+                on_feed(skipped[-1])
+        else:
+            todo.append(f)
+    # Index and match while feeds are still being fetched and parsed, so the main
+    # process's share of the work overlaps the parse workers' instead of following it.
+    polling = asyncio.Event()
+    polling.set()
+    totals = DrainReport()
+
+    async def drain_alongside() -> None:
+        while polling.is_set():
+            _add(totals, await p.drain())
+            await asyncio.sleep(0.2)
+
+    background = asyncio.create_task(drain_alongside())
+    try:
+        reports = skipped + await p.poll_all(todo, on_feed)
+    finally:
+        polling.clear()
+        await background
+    drained = _add(totals, await p.drain())
+    try:
         delivered = await deliverer.run_once()
-        return reports, drained, delivered
+    finally:
+        await deliverer.release()
+    return reports, drained, delivered
 
 
 def _add(total: DrainReport, part: DrainReport) -> DrainReport:
@@ -97,13 +110,21 @@ class Service:
         self.config = config
         self.stop = asyncio.Event()
         self.in_flight: set[asyncio.Task] = set()
+        self.grace = config.settings.schedule.shutdown_grace
 
     async def run(self) -> None:
+        with DataDirLock(self.config.data_dir, "run"):
+            await self._run()
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._request_stop, sig)
         async with Pipeline(self.config) as p:
             self.pipeline = p
+            # Scheduled polls share the fetch budget (fetch.total_limit), so bodies cannot pile
+            # up in front of the parse workers however many jobs come due at once.
+            self.slots = asyncio.Semaphore(self.config.settings.fetch.total_limit)
             await start(p)
             deliverer = make_deliverer(p)
             delivery = asyncio.create_task(deliverer.run_forever(self.stop))
@@ -125,13 +146,30 @@ class Service:
             log.info("service started", extra={"feeds": len(feeds), "data_dir": str(self.config.data_dir)})
             await self.stop.wait()
             log.info("stopping: finishing polls in flight", extra={"in_flight": len(self.in_flight)})
+            # Pause, not shut down: APScheduler's shutdown cancels the running jobs at once,
+            # and polls in flight deserve their grace period first.
+            self.scheduler.pause()
+            await self._finish_in_flight()
             self.scheduler.shutdown(wait=False)
-            if self.in_flight:
-                await asyncio.wait(self.in_flight, timeout=SHUTDOWN_GRACE)
             await p.drain()
             await delivery
-            await deliverer.run_once()
+            try:
+                await deliverer.run_once()
+            finally:
+                await deliverer.release()
         log.info("service stopped")
+
+    async def _finish_in_flight(self) -> None:
+        """Let polls in flight finish within the grace period, then cancel and await the rest."""
+        if not self.in_flight:
+            return
+        _, late = await asyncio.wait(set(self.in_flight), timeout=self.grace)
+        if late:
+            for t in late:
+                t.cancel()
+            await asyncio.wait(late, timeout=5)
+            log.warning("polls still running at shutdown were cancelled; they are re-polled next start",
+                        extra={"cancelled": len(late), "grace_seconds": self.grace})
 
     def _request_stop(self, sig: signal.Signals) -> None:
         log.info("signal received", extra={"signal": sig.name})
@@ -144,9 +182,12 @@ class Service:
         assert task is not None
         self.in_flight.add(task)
         try:
-            report = await self.pipeline.poll(feed)
+            async with self.slots:
+                report = await self.pipeline.poll(feed)
             await self.pipeline.drain()
             self._retime(feed, report)
+        except asyncio.CancelledError:  # shutdown gave up on this poll; nothing was committed
+            pass
         except Exception:
             log.exception("poll job failed", extra={"feed": feed.id})
         finally:

@@ -9,6 +9,10 @@ nothing: on start-up the pending flags are simply worked off again.
 Thread-safety: a Store is used from one thread at a time (the pipeline runs its calls on a
 single-thread executor); SQLite's WAL lets the index and the CLI read concurrently.
 All times are aware UTC datetimes in Python and ISO-8601 strings in the database.
+
+This module owns every SQL statement against the store (alerts.outbox and
+alerts.subscriptions call the methods here): the schema has one version number
+(`PRAGMA user_version`) and the migrations below bring any older file up to it on open.
 """
 
 from __future__ import annotations
@@ -73,6 +77,29 @@ CREATE INDEX IF NOT EXISTS outbox_sent ON outbox(subscription_id, channel, sent)
 """
 
 
+# Each migration takes the schema from version i to i + 1 (index i); files made before
+# versioning (user_version 0, SCHEMA above) start at 0.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: outbox leases, index dead-letters, back-catalogue flags, feed seeding.
+    """
+    ALTER TABLE articles ADD COLUMN stored REAL NOT NULL DEFAULT 0;
+    ALTER TABLE articles ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE articles ADD COLUMN index_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE articles ADD COLUMN index_error TEXT;
+    ALTER TABLE feeds ADD COLUMN seeded INTEGER NOT NULL DEFAULT 0;
+    UPDATE feeds SET seeded = 1 WHERE etag IS NOT NULL OR last_modified IS NOT NULL
+        OR last_new IS NOT NULL OR url IN (SELECT feed_url FROM articles);
+    ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+    ALTER TABLE outbox ADD COLUMN lease_expires REAL NOT NULL DEFAULT 0;
+    ALTER TABLE subscriptions ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscriptions ADD COLUMN created_ts REAL NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS articles_dead ON articles(indexed) WHERE indexed = 2;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+INDEX_DEAD = 2  # `indexed` value of an article the index refused MAX_INDEX_ATTEMPTS times
+
+
 def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -120,7 +147,25 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(self.path)
-        self.conn.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create or upgrade the schema; safe when several processes open one file at once."""
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with self._tx():  # BEGIN IMMEDIATE: one process migrates, the others wait and see it done
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                from monitor.errors import RaqibError
+
+                raise RaqibError(f"{self.path} was written by a newer Raqib (schema {version}, "
+                                 f"this one knows {SCHEMA_VERSION}); upgrade Raqib")
+            for stmt in _statements(SCHEMA):
+                self.conn.execute(stmt)
+            for script in MIGRATIONS[version:]:
+                for stmt in _statements(script):
+                    self.conn.execute(stmt)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.conn.close()
@@ -144,11 +189,11 @@ class Store:
     def feed_state(self, url: str) -> FeedState:
         row = self.conn.execute(
             "SELECT url, etag, last_modified, error_count, last_error, interval, next_due, "
-            "last_fetched, last_new FROM feeds WHERE url = ?", (url,)).fetchone()
+            "last_fetched, last_new, seeded FROM feeds WHERE url = ?", (url,)).fetchone()
         if row is None:
             return FeedState(url)
         return FeedState(row[0], row[1], row[2], row[3], row[4], row[5], from_iso(row[6]),
-                         from_iso(row[7]), from_iso(row[8]))
+                         from_iso(row[7]), from_iso(row[8]), bool(row[9]))
 
     def feed_states(self) -> dict[str, FeedState]:
         return {u: self.feed_state(u) for (u,) in self.conn.execute("SELECT url FROM feeds")}
@@ -156,15 +201,16 @@ class Store:
     def _save_feed(self, st: FeedState) -> None:
         self.conn.execute(
             "INSERT INTO feeds (url, etag, last_modified, error_count, last_error, interval, "
-            "next_due, last_fetched, last_new) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(url) DO UPDATE "
-            "SET etag=excluded.etag, last_modified=excluded.last_modified, "
+            "next_due, last_fetched, last_new, seeded) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(url) "
+            "DO UPDATE SET etag=excluded.etag, last_modified=excluded.last_modified, "
             "error_count=excluded.error_count, last_error=excluded.last_error, "
             "interval=excluded.interval, next_due=excluded.next_due, "
-            "last_fetched=excluded.last_fetched, last_new=excluded.last_new",
+            "last_fetched=excluded.last_fetched, last_new=excluded.last_new, "
+            "seeded=max(seeded, excluded.seeded)",
             (st.url, st.etag, st.last_modified, st.error_count, st.last_error, st.interval,
              iso(st.next_due) if st.next_due else None,
              iso(st.last_fetched) if st.last_fetched else None,
-             iso(st.last_new) if st.last_new else None))
+             iso(st.last_new) if st.last_new else None, int(st.seeded)))
 
     def save_feed_state(self, st: FeedState) -> None:
         with self._tx():
@@ -191,20 +237,25 @@ class Store:
         return self._lookup("link_key", "id", link_keys)
 
     def ingest(self, new: Sequence[Article], updated: Sequence[Article], link_keys: dict[str, str],
-               feed_state: FeedState | None) -> None:
-        """Store new and changed articles and the feed's state in one transaction."""
+               feed_state: FeedState | None, backfill: bool = False) -> None:
+        """Store new and changed articles and the feed's state in one transaction.
+
+        `backfill` marks new articles as a feed's back catalogue (found on its first successful
+        fetch): stored, indexed and searchable, but they alert only where a subscription asks."""
+        stored = time.time()
         with self._tx():
             for a in new:
                 cur = self.conn.execute(
-                    f"INSERT INTO articles ({ARTICLE_COLUMNS}, link_key, content_hash) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
-                    (*_article_values(a), link_keys.get(a.id), a.content_hash))
+                    f"INSERT INTO articles ({ARTICLE_COLUMNS}, link_key, content_hash, stored, backfill) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
+                    (*_article_values(a), link_keys.get(a.id), a.content_hash, stored, int(backfill)))
                 if cur.rowcount:
                     self._set_topics(cur.lastrowid, a)
             for a in updated:
                 self.conn.execute(
                     "UPDATE articles SET title=?, summary=?, content=?, link=?, language=?, "
-                    "topics=?, matches=?, content_hash=?, version=version+1, indexed=0, matched=0 "
+                    "topics=?, matches=?, content_hash=?, version=version+1, indexed=0, matched=0, "
+                    "index_attempts=0, index_error=NULL "
                     "WHERE id=?",
                     (a.title, a.summary, a.content, a.link, a.language, " ".join(a.topics),
                      _matches_json(a), a.content_hash, a.id))
@@ -227,13 +278,15 @@ class Store:
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM articles").fetchone()[0]
 
-    def pending(self, flag: str, limit: int = 500) -> list[tuple[int, Article]]:
-        """Articles not yet indexed (flag='indexed') or matched (flag='matched'), oldest first."""
+    def pending(self, flag: str, limit: int = 500, after: int = 0) -> list[Pending]:
+        """Articles not yet indexed (flag='indexed') or matched (flag='matched'), oldest first,
+        one page after rowid `after` (a drain pages through, so a refused article never
+        holds up the ones behind it)."""
         assert flag in ("indexed", "matched")
         rows = self.conn.execute(
-            f"SELECT rowid, version, {ARTICLE_COLUMNS} FROM articles WHERE {flag} = 0 "
-            "ORDER BY rowid LIMIT ?", (limit,)).fetchall()
-        return [((r[0], r[1]), row_to_article(r[2:])) for r in rows]  # type: ignore[misc]
+            f"SELECT rowid, version, stored, backfill, {ARTICLE_COLUMNS} FROM articles "
+            f"WHERE {flag} = 0 AND rowid > ? ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
+        return [Pending((r[0], r[1]), row_to_article(r[4:]), r[2], bool(r[3])) for r in rows]
 
     def mark(self, flag: str, keys: Iterable[tuple[int, int]]) -> None:
         """Clear a pending flag, unless the article changed (new version) meanwhile."""
@@ -241,6 +294,42 @@ class Store:
         with self._tx():
             self.conn.executemany(f"UPDATE articles SET {flag} = 1 WHERE rowid = ? AND version = ?",
                                   list(keys))
+
+    def index_refused(self, refused: Iterable[tuple[tuple[int, int], str]], max_attempts: int) -> int:
+        """Count a refusal per article; after `max_attempts` it becomes a dead letter (shown by
+        `raqib index status`, retried by `raqib index reindex`). Returns the new dead letters."""
+        dead = 0
+        with self._tx():
+            for (rowid, version), error in refused:
+                cur = self.conn.execute(
+                    "UPDATE articles SET index_attempts = index_attempts + 1, index_error = ?, "
+                    "indexed = CASE WHEN index_attempts + 1 >= ? THEN ? ELSE indexed END "
+                    "WHERE rowid = ? AND version = ? RETURNING indexed", (error[:1000], max_attempts,
+                                                                       INDEX_DEAD, rowid, version))
+                row = cur.fetchone()
+                dead += bool(row and row[0] == INDEX_DEAD)
+        return dead
+
+    def queue_counts(self) -> dict[str, int]:
+        """Articles waiting for the index and the matcher, and the index's dead letters."""
+        row = self.conn.execute(
+            "SELECT (SELECT count(*) FROM articles WHERE indexed = 0), "
+            "(SELECT count(*) FROM articles WHERE matched = 0), "
+            f"(SELECT count(*) FROM articles WHERE indexed = {INDEX_DEAD})").fetchone()
+        return {"waiting_to_index": row[0], "waiting_to_match": row[1], "index_dead_letters": row[2]}
+
+    def dead_letters(self, limit: int = 20) -> list[tuple[str, str, int]]:
+        """(article id, last index error, attempts) of the articles the index keeps refusing."""
+        return self.conn.execute(
+            f"SELECT id, coalesce(index_error, ''), index_attempts FROM articles WHERE indexed = {INDEX_DEAD} "
+            "ORDER BY rowid LIMIT ?", (limit,)).fetchall()
+
+    def requeue_for_index(self) -> int:
+        """Put every article back in the index queue (reindex), dead letters included."""
+        with self._tx():
+            return self.conn.execute(
+                "UPDATE articles SET indexed = 0, index_attempts = 0, index_error = NULL").rowcount
+
 
     def iter_articles(self, batch: int = 1000) -> Iterator[list[Article]]:
         last = 0
@@ -252,6 +341,150 @@ class Store:
                 return
             last = rows[-1][0]
             yield [row_to_article(r[1:]) for r in rows]
+
+
+    # ---- subscriptions (alerts.subscriptions turns rows into Subscriptions) ----
+
+    SUBSCRIPTION_COLUMNS = ("id, name, query, channels, throttle_max, throttle_per, digest_minutes, "
+                            "origin, backfill, created_ts")
+
+    def save_subscription(self, row: Sequence) -> None:
+        """Insert or update one subscription; its creation time is kept on update."""
+        with self._tx():
+            self.conn.execute(
+                f"INSERT INTO subscriptions ({self.SUBSCRIPTION_COLUMNS}, created) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "name=excluded.name, query=excluded.query, channels=excluded.channels, "
+                "throttle_max=excluded.throttle_max, throttle_per=excluded.throttle_per, "
+                "digest_minutes=excluded.digest_minutes, origin=excluded.origin, "
+                "backfill=excluded.backfill", (*row, iso(datetime.now(UTC))))
+
+    def remove_subscription(self, sub_id: str) -> bool:
+        with self._tx():
+            return self.conn.execute("DELETE FROM subscriptions WHERE id=?", (sub_id,)).rowcount > 0
+
+    def subscription_rows(self) -> list[tuple]:
+        """Rows in SUBSCRIPTION_COLUMNS order; created_ts is filled from `created` for rows
+        written before schema 1."""
+        rows = self.conn.execute(f"SELECT {self.SUBSCRIPTION_COLUMNS}, created FROM subscriptions "
+                                 "ORDER BY id").fetchall()
+        out = []
+        for r in rows:
+            created = r[9] or (from_iso(r[10]).timestamp() if r[10] else 0.0)  # type: ignore[union-attr]
+            out.append((*r[:9], created))
+        return out
+
+    def subscriptions_version(self) -> tuple:
+        """Changes whenever a subscription is added, changed or removed."""
+        return tuple(self.conn.execute(
+            "SELECT count(*), group_concat(id || query || channels || backfill, '|') "
+            "FROM subscriptions").fetchone())
+
+    # ---- outbox (alerts.outbox and alerts.delivery decide; this stores) ----
+    # Rows are leased before they are sent: a claim sets (owner, expiry) in one transaction,
+    # every later write checks the owner, and a crashed owner's lease simply runs out.
+
+    def enqueue_alerts(self, rows: Iterable[tuple[str, str, str, str, str]],
+                       matched_keys: Iterable[tuple[int, int]], now: float) -> int:
+        """Add (delivery id, subscription, article, channel, payload) rows and clear the
+        articles' `matched` flag in one transaction; returns the rows actually added."""
+        added = 0
+        with self._tx():
+            for delivery, sub, article, channel, payload in rows:
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO outbox (delivery_id, subscription_id, article_id, channel, "
+                    "payload, next_attempt, created) VALUES (?,?,?,?,?,?,?)",
+                    (delivery, sub, article, channel, payload, now, now))
+                added += cur.rowcount
+            self.conn.executemany("UPDATE articles SET matched = 1 WHERE rowid = ? AND version = ?",
+                                  list(matched_keys))
+        return added
+
+    def claim_outbox(self, owner: str, now: float, lease: float, limit: int = 500) -> list[tuple]:
+        """Lease up to `limit` due rows to `owner`: (id, subscription, channel, attempts,
+        created, payload). A row leased to someone else is skipped until the lease expires."""
+        with self._tx():
+            return self.conn.execute(
+                "UPDATE outbox SET lease_owner = ?, lease_expires = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt <= ? "
+                " AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY id LIMIT ?) "
+                "RETURNING id, subscription_id, channel, attempts, created, payload",
+                (owner, now + lease, now, now, limit)).fetchall()
+
+    def renew_lease(self, ids: Sequence[int], owner: str, until: float) -> bool:
+        """Extend the lease right before a send; False when any row is no longer ours."""
+        with self._tx():
+            n = sum(self.conn.execute(
+                "UPDATE outbox SET lease_expires = ? WHERE id = ? AND lease_owner = ? AND status = 'pending'",
+                (until, i, owner)).rowcount for i in ids)
+        return n == len(ids)
+
+    def outbox_sent(self, ids: Sequence[int], owner: str, now: float, message_id: str) -> None:
+        """Record that one message (a single alert or a digest) carried these rows."""
+        with self._tx():
+            self.conn.executemany(
+                "UPDATE outbox SET status = 'sent', sent = ?, message_id = ?, attempts = attempts + 1, "
+                "last_error = NULL, lease_owner = NULL, lease_expires = 0 WHERE id = ? AND lease_owner = ?",
+                [(now, message_id, i, owner) for i in ids])
+
+    def outbox_failed(self, ids: Sequence[int], owner: str, error: str, next_attempt: float) -> None:
+        with self._tx():
+            self.conn.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ?, "
+                "lease_owner = NULL, lease_expires = 0 WHERE id = ? AND lease_owner = ?",
+                [(error[:1000], next_attempt, i, owner) for i in ids])
+
+    def outbox_postpone(self, ids: Sequence[int], owner: str, until: float) -> None:
+        """Give rows back, due again at `until` (throttle window, digest, channel back-off)."""
+        with self._tx():
+            self.conn.executemany(
+                "UPDATE outbox SET next_attempt = ?, lease_owner = NULL, lease_expires = 0 "
+                "WHERE id = ? AND lease_owner = ?", [(until, i, owner) for i in ids])
+
+    def release_leases(self, owner: str | None) -> int:
+        """Hand back every row `owner` still holds (a clean shutdown); with None, every lease
+        (the holder of the data-dir lock is the only sender, so leases it finds are a dead
+        process's and need not run out first)."""
+        with self._tx():
+            return self.conn.execute("UPDATE outbox SET lease_owner = NULL, lease_expires = 0 "
+                                     "WHERE lease_owner IS NOT NULL AND (? IS NULL OR lease_owner = ?) "
+                                     "AND status = 'pending'", (owner, owner)).rowcount
+
+    def outbox_group_opened(self, subscription_id: str, channel: str) -> float | None:
+        """When the oldest alert still waiting for a (subscription, channel) was queued."""
+        return self.conn.execute(
+            "SELECT min(created) FROM outbox WHERE subscription_id = ? AND channel = ? AND status = 'pending'",
+            (subscription_id, channel)).fetchone()[0]
+
+    def messages_sent_since(self, subscription_id: str, channel: str, since: float) -> list[float]:
+        """Send times of the messages (a digest counts once) a subscription sent on a channel."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT min(sent) FROM outbox WHERE subscription_id = ? AND channel = ? AND sent >= ? "
+            "GROUP BY message_id ORDER BY 1", (subscription_id, channel, since))]
+
+    def outbox_backlog(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+
+    def outbox_rows(self) -> list[tuple]:
+        """(delivery id, subscription, article, channel, status, attempts, last error, sent) of
+        every row, oldest first: for tests and `raqib` diagnostics."""
+        return self.conn.execute(
+            "SELECT delivery_id, subscription_id, article_id, channel, status, attempts, last_error, sent "
+            "FROM outbox ORDER BY id").fetchall()
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";\n") if s.strip()]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An article waiting in a queue, with what the alert stage needs to know about it."""
+
+    key: tuple[int, int]  # (rowid, version): marks apply only to the version that was handled
+    article: Article
+    stored: float  # epoch seconds when first stored (0 for files before schema 1)
+    backfill: bool  # part of a feed's back catalogue
 
 
 def _matches_json(a: Article) -> str:

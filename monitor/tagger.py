@@ -5,17 +5,23 @@ All alias, context and exclusion phrases of all topics go into one Aho-Corasick 
 (or follows a chain of proclitics: للناتو, بكورسك) and ends one (so سيناتور, سيكورسكي and
 الناتج never match). Weak aliases (a lone بودابست or الأطلسي) need a context phrase nearby,
 and an exclusion phrase (المحيط الأطلسي, اتفاقية بودابست) cancels any hit inside it.
+
+Words are separated as monitor.arabic.WORD_RE separates them: an underscore or a hashtag
+sign is a separator like a space, and a run of them with the spaces around it counts as one
+space, so the alias حلف شمال الأطلسي is found in "حلف #شمال_الأطلسي".
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import ahocorasick
 
-from monitor.arabic import MARKS_RE, is_arabic, normalize, normalize_keep_offsets, proclitic_ok
+from monitor.arabic import (MARKS_RE, MIN_STEM_AFTER_BARE_KAF, is_arabic, normalize,
+                           normalize_keep_offsets, proclitic_ok)
 from monitor.models import Match
 
 STRONG, WEAK, CONTEXT, EXCLUDE = "alias", "weak", "context", "exclude"
@@ -41,7 +47,13 @@ def pattern_of(phrase: str) -> str:
 
 
 def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
+    return ch.isalnum()
+
+
+def _word_len(norm: str, start: int, end: int) -> int:
+    """Length of the first word of the hit norm[start:end]."""
+    sp = norm.find(" ", start, end)
+    return (sp if sp >= 0 else end) - start
 
 
 @dataclass
@@ -82,7 +94,7 @@ class Tagger:
         """(topic ids in rule order, matches sorted by position) for `text`."""
         if not self.rules or not text:
             return (), ()
-        norm, to_orig = _normalize_with_map(text)
+        norm, to_orig = _fold_separators(*_normalize_with_map(text))
         hits = self._hits(norm)
         matches = self._decide(hits)
         out = []
@@ -108,6 +120,8 @@ class Tagger:
             prefix = norm[word_start:start]
             if prefix and (not is_arabic(norm[start]) or not proclitic_ok(prefix)):
                 continue
+            if prefix.endswith("ك") and _word_len(norm, start, end) < MIN_STEM_AFTER_BARE_KAF:
+                continue  # كمال is not ك + مال (see monitor.arabic.min_stem)
             for topic, kind in entries:
                 hits.append(_Hit(topic, kind, word_start, end))
         return hits
@@ -148,7 +162,12 @@ def _normalize_with_map(text: str):
         return normalize_keep_offsets(text), _identity
     if not deleted:
         return norm, _identity
+    return norm, _deletion_map(deleted)
 
+
+def _deletion_map(deleted: list[int]):
+    """Maps an offset in a text with the characters at the (sorted) offsets `deleted` removed
+    back to the offset in the text before the removal."""
     def to_orig(i: int) -> int:
         k = 0
         while True:
@@ -157,7 +176,32 @@ def _normalize_with_map(text: str):
                 return i + k
             k = k2
 
-    return norm, to_orig
+    return to_orig
+
+
+_SEPARATORS_RE = re.compile(r"[_#][ _#]*")
+
+
+def _fold_separators(norm: str, to_orig):
+    """`norm` with every run of underscores and # (and the spaces around them) made one space,
+    and its offset map. Texts without either (nearly all) are returned as they are."""
+    if "_" not in norm and "#" not in norm:
+        return norm, to_orig
+    parts: list[str] = []
+    deleted: list[int] = []
+    last = 0
+    for m in _SEPARATORS_RE.finditer(norm):
+        a, b = m.start(), m.end()
+        if a > last and norm[a - 1] == " ":  # "حلف #شمال": the space before stands for the run
+            parts.append(norm[last:a])
+            deleted.extend(range(a, b))
+        else:
+            parts += [norm[last:a], " "]
+            deleted.extend(range(a + 1, b))
+        last = b
+    parts.append(norm[last:])
+    inner = _deletion_map(deleted)
+    return "".join(parts), lambda i: to_orig(inner(i))
 
 
 def _identity(i: int) -> int:

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FAST_SETTINGS = {
     "fetch": {"connect_timeout": 2, "read_timeout": 1.5, "total_timeout": 4, "max_bytes": 1_000_000,
               "max_redirects": 3, "retries": 1, "backoff_base": 0.05, "backoff_max": 0.2,
-              "max_inline_retry_after": 1},
+              "max_inline_retry_after": 1,
+              "allow_networks": ["127.0.0.0/8"]},  # the local test servers; default refuses loopback
     "schedule": {"default_interval": 600, "min_interval": 60, "max_interval": 3600, "jitter": 0},
     "parse": {"workers": 0},
     "alerts": {"deliver_interval": 0.5, "retry_base": 0.2, "retry_max": 1},

@@ -31,6 +31,7 @@ class FeedServer:
 
     def __init__(self) -> None:
         self.base_url = ""
+        self.port = 0
         self.hits: collections.Counter[str] = collections.Counter()
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.in_flight = 0
@@ -41,17 +42,18 @@ class FeedServer:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self) -> FeedServer:
+    async def start(self, host: str = "127.0.0.1") -> FeedServer:
+        """Listen on `host` (any 127.x.y.z works on Linux: address-policy tests use 127.0.0.2)."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        sock.bind((host, 0))
+        self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://{host}:{self.port}"
         return self
 
     async def stop(self) -> None:
@@ -131,6 +133,23 @@ class FeedServer:
             await self._sleep(delay)
             await resp.write(body[half:])
             await resp.write_eof()
+            return resp
+
+        self._routes[path] = handler
+
+    def set_trickle(self, path: str, interval: float, size: int = 1_000_000) -> None:
+        """Slowloris: headers at once, then one byte of body every `interval` seconds."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+            resp.content_length = size
+            await resp.prepare(request)
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                for _ in range(size):
+                    await resp.write(b" ")
+                    await self._sleep(interval)
+                    if self._closing.is_set():
+                        break
             return resp
 
         self._routes[path] = handler

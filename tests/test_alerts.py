@@ -88,18 +88,8 @@ async def test_failing_channel_is_retried_with_backoff_and_nothing_is_lost(store
     assert row == (3, None)
 
 
-async def test_broken_channel_does_not_block_others(store, webhook_receiver):
-    clock = Clock()
-    save(store, Subscription("s", "s", "الناتو", ("hook", "dead")))
-    _enqueue(store, "s", [1], clock.now)
-    _enqueue(store, "s", [1], clock.now, channel="dead")
-    dead = SignedWebhookChannel("dead", "http://127.0.0.1:9/hook", "secret", timeout=1)
-    d = Deliverer(store, _db, {"hook": SignedWebhookChannel("hook", webhook_receiver.url, "secret"), "dead": dead},
-                  AlertSettings(retry_base=10, retry_max=100), clock)
-    r = await d.run_once()
-    assert r.messages == 1 and r.failures == 1
-    assert len(webhook_receiver.items()) == 1
-    assert outbox.backlog(store) == {"pending": 1, "sent": 1}
+# A broken channel beside a working one: tests/test_delivery_isolation.py (a hanging and a dead
+# receiver, not an instantly refused port).
 
 
 async def test_throttle_folds_the_excess_into_one_message(store, webhook_receiver):

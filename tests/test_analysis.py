@@ -48,6 +48,22 @@ def test_lookalikes_do_not_reach_nato(word):
     assert query_key("الناتو") not in forms(normalize(word))
 
 
+@pytest.mark.parametrize("word, query", [("كمال", "المال"), ("كامن", "الأمن"), ("كامل", "الأمل"),
+                                         ("كانت", "أنت"), ("وكمال", "المال")])
+def test_a_bare_kaf_does_not_make_a_short_word_another(word, query):
+    assert query_key(query) not in forms(normalize(word))
+
+
+@pytest.mark.parametrize("word, query", [("بمصر", "مصر"), ("لغزة", "غزة"), ("كالمال", "المال"),
+                                         ("كمركز", "المركز"), ("بالأمن", "الأمن")])
+def test_prepositions_before_short_stems_still_read(word, query):
+    assert query_key(query) in forms(normalize(word))
+
+
+def test_underscores_split_words():
+    assert tokens("#قمة_لاهاي و#شمال_الأطلسي") == ("قمه", "لاهاي", "و", "شمال", "الاطلسي")
+
+
 def test_seed_article_tags_all_three_topics(tagger):
     text = seed_text()
     topics, matches = tagger.tag(text)
@@ -75,6 +91,11 @@ def test_seed_article_tags_all_three_topics(tagger):
     ("fighting in Kursk region", "kursk"),
     ("بودابست عام 1994 والضمانات الأمنية لأوكرانيا مقابل الترسانة النووية", "budapest_memorandum"),
     ("قال الأمين العام للحلف الأطلسي", "nato"),
+    ("حلف #شمال_الأطلسي", "nato"),                # hashtags: _ and # separate words
+    ("#شمال_الأطلسي", "nato"),
+    ("قمة #حلف_شمال_الأطلسي في لاهاي", "nato"),
+    ("كالناتو", "nato"),                          # ك before the article is a proclitic
+    ("#مذكرة_بودابست", "budapest_memorandum"),
 ])
 def test_positive_mentions(tagger, text, topic):
     topics, matches = tagger.tag(text)

@@ -294,7 +294,7 @@ def test_hostile_subscription_query_is_a_config_error(cfg, query):
 @pytest.mark.parametrize("url, problem", [
     ("http://user:topsecretpw@feeds.example.org/rss", "credentials"),
     ("https://topsecretpw@feeds.example.org/rss", "credentials"),
-    ("ftp://user:topsecretpw@feeds.example.org/rss", "not an http(s) URL"),
+    ("ftp://user:topsecretpw@feeds.example.org/rss", "credentials"),
     ("'http://feeds.example.org/a b'", "whitespace"),
     ("'http://feeds.example.org/\u202etopsecretpw'", "control"),
     ("'http://[::1/rss'", "not a valid URL"),

@@ -45,7 +45,8 @@ from tests.corpus_serving import (
     url_path,
 )
 
-SETTINGS = FetchSettings(connect_timeout=5, read_timeout=10, total_timeout=20, retries=0)
+SETTINGS = FetchSettings(connect_timeout=5, read_timeout=10, total_timeout=20, retries=0,
+                         allow_networks=("127.0.0.0/8",))
 
 # Files of feedparser's corpus that are not RSS/Atom at all (CDF channels, a JSON Feed, an
 # empty document): Raqib answers them with a ParseError. Anything beyond this is a regression.

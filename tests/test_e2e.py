@@ -74,8 +74,9 @@ async def test_poll_tag_index_search_alert(tmp_path, feed_server, webhook_receiv
     cfg_dir = write_config(
         tmp_path, feeds,
         channels={"hook": {"type": "webhook", "url": webhook_receiver.url, "secret_env": "RAQIB_TEST_HOOK_SECRET"}},
-        subscriptions=[{"id": "nato-watch", "name": "الناتو", "query": "الناتو", "channels": ["hook"]},
-                       {"id": "memo", "query": '"مذكرة بودابست" topic:kursk', "channels": ["hook"]}])
+        subscriptions=[{"id": "nato-watch", "name": "الناتو", "query": "الناتو", "channels": ["hook"],
+                        "backfill": True},
+                       {"id": "memo", "query": '"مذكرة بودابست" topic:kursk', "channels": ["hook"], "backfill": True}])
     config = load_config(cfg_dir)
 
     reports, drained, delivered = await run_once(config)

@@ -31,7 +31,8 @@ RSS = ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title
        "</channel></rss>").encode()
 
 FAST = FetchSettings(connect_timeout=1.0, read_timeout=1.0, total_timeout=2.0, retries=2,
-                     backoff_base=0.01, backoff_max=0.05, max_inline_retry_after=2.0)
+                     backoff_base=0.01, backoff_max=0.05, max_inline_retry_after=2.0,
+                     allow_networks=("127.0.0.0/8",))
 
 
 def settings(**kw) -> FetchSettings:
@@ -412,3 +413,112 @@ async def test_unresolvable_host():
 async def test_fetch_outside_context_is_a_programming_error():
     with pytest.raises(RuntimeError):
         await Fetcher().fetch("http://127.0.0.1/")
+
+
+# ------------------------------------------------------------------ one deadline per poll
+# Bounds are generous (2x the deadline): they check that the deadline holds, not speed.
+
+
+async def timed_fetch(f: Fetcher, url: str) -> tuple[BaseException | object, float]:
+    t = time.monotonic()
+    try:
+        result: BaseException | object = await f.fetch(url)
+    except FetchError as e:
+        result = e
+    return result, time.monotonic() - t
+
+
+async def test_slowloris_costs_one_deadline_retries_included(feed_server):
+    """1 byte per 0.2 s never trips read_timeout; with the rate guard off, the deadline ends it."""
+    feed_server.set_trickle("/loris", 0.2)
+    async with Fetcher(settings(total_timeout=1.5, read_timeout=5, retries=2, min_rate=0)) as f:
+        err, elapsed = await timed_fetch(f, feed_server.url("/loris"))
+    assert isinstance(err, FetchError) and "1.5s deadline" in str(err)
+    assert elapsed < 3.0
+    assert feed_server.hits["/loris"] == 1  # no attempt starts after the deadline
+
+
+async def test_minimum_rate_ends_slowloris_before_the_deadline(feed_server):
+    feed_server.set_trickle("/loris", 0.2)
+    async with Fetcher(settings(total_timeout=30, read_timeout=5, retries=0, min_rate=100,
+                                rate_window=0.5)) as f:
+        err, elapsed = await timed_fetch(f, feed_server.url("/loris"))
+    assert isinstance(err, FetchError) and "too slow" in str(err), err
+    assert "minimum 100 bytes/s" in str(err)
+    assert elapsed < 15  # far inside the 30 s deadline
+
+
+async def test_body_silence_longer_than_the_rate_window_ends_the_fetch(feed_server):
+    feed_server.set_slow("/stall", 30, RSS, stall_after_headers=True)
+    async with Fetcher(settings(total_timeout=30, read_timeout=20, retries=0, min_rate=1,
+                                rate_window=0.5)) as f:
+        err, elapsed = await timed_fetch(f, feed_server.url("/stall"))
+    assert isinstance(err, FetchError) and "too slow: " in str(err), err
+    assert elapsed < 15
+
+
+async def test_a_fast_body_passes_the_rate_guard(feed_server):
+    feed_server.set_oversize("/big", 500_000, chunked=True)
+    async with Fetcher(settings(min_rate=10_000, rate_window=0.2, max_bytes=1_000_000)) as f:
+        res = await f.fetch(feed_server.url("/big"))
+    assert len(res.body) == 500_000
+
+
+@pytest.mark.parametrize("stall_after_headers", [False, True])
+async def test_silent_server_ends_at_the_deadline_not_per_attempt(feed_server, stall_after_headers):
+    feed_server.set_slow("/silent", 30, RSS, stall_after_headers=stall_after_headers)
+    async with Fetcher(settings(total_timeout=1.0, read_timeout=20, connect_timeout=20, retries=3,
+                                min_rate=0)) as f:
+        err, elapsed = await timed_fetch(f, feed_server.url("/silent"))
+    assert isinstance(err, FetchError) and "deadline" in str(err)
+    assert elapsed < 2.0
+    assert feed_server.hits["/silent"] == 1
+
+
+async def test_retries_stop_at_the_deadline(feed_server):
+    feed_server.set_status("/flaky", 500)
+    async with Fetcher(settings(total_timeout=1.0, retries=1000, backoff_base=0.1,
+                                backoff_max=0.1)) as f:
+        err, elapsed = await timed_fetch(f, feed_server.url("/flaky"))
+    assert isinstance(err, FetchError) and err.status == 500
+    assert elapsed < 2.0
+    assert 2 <= feed_server.hits["/flaky"] < 1000  # retried, but only while time was left
+
+
+async def test_retry_after_beyond_the_deadline_is_left_to_the_scheduler(feed_server):
+    feed_server.set_status("/busy", 503, headers={"Retry-After": "2"})
+    async with Fetcher(settings(total_timeout=1.0, max_inline_retry_after=5, retries=3)) as f:
+        err, elapsed = await timed_fetch(f, feed_server.url("/busy"))
+    assert isinstance(err, RetryLater) and err.retry_after == 2.0
+    assert elapsed < 1.0  # did not sleep past the deadline
+    assert feed_server.hits["/busy"] == 1
+
+
+async def test_headers_dribbled_byte_by_byte_end_at_the_deadline():
+    """Slowloris before the body: aiohttp parses headers itself, so only the deadline can end it."""
+    stop = asyncio.Event()
+
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                writer.write(b"a")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(dribble, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Fetcher(settings(total_timeout=1.0, read_timeout=5, retries=3)) as f:
+            err, elapsed = await timed_fetch(f, f"http://127.0.0.1:{port}/rss")
+    finally:
+        stop.set()
+        server.close()
+        await server.wait_closed()
+    assert isinstance(err, FetchError) and "deadline" in str(err)
+    assert elapsed < 2.0

@@ -58,7 +58,7 @@ async def test_changed_article_is_updated_not_duplicated_and_not_realerted(tmp_p
     cfg = load_config(write_config(
         tmp_path, [("a", feed_server.url("/a.xml")), ("b", feed_server.url("/b.xml"))],
         channels={"hook": {"type": "webhook", "url": webhook_receiver.url, "secret_env": "RAQIB_TEST_HOOK_SECRET"}},
-        subscriptions=[{"id": "s", "query": "الناتو", "channels": ["hook"]}]))
+        subscriptions=[{"id": "s", "query": "الناتو", "channels": ["hook"], "backfill": True}]))
     reports, _, _ = await run_once(cfg)
     assert sum(r.new for r in reports) == 1
     feed_server.set_feed("/a.xml", rss([rss_item("قمة الناتو", "https://example.org/a1",

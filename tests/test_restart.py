@@ -69,7 +69,7 @@ def _setup(tmp_path, feed_server, webhook_receiver):
     cfg = write_config(
         tmp_path, feeds,
         channels={"hook": {"type": "webhook", "url": webhook_receiver.url, "secret_env": "RAQIB_TEST_HOOK_SECRET"}},
-        subscriptions=[{"id": "watch", "query": QUERY, "channels": ["hook"]}],
+        subscriptions=[{"id": "watch", "query": QUERY, "channels": ["hook"], "backfill": True}],
         settings={"parse": {"workers": 2}, "fetch": {"read_timeout": 5, "total_timeout": 10}})
     # the same story under another guid in a second feed (same canonical link) is one article
     total = len({canonical_link(d.url) for d in docs[:N_FEEDS * PER_FEED]})
