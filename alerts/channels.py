@@ -76,6 +76,7 @@ from alerts.message import (
     render_text,
     to_json,
 )
+from monitor.config import CHANNEL_TYPES
 from monitor.errors import ChannelError
 
 __all__ = [
@@ -430,7 +431,7 @@ class SignedWebhookChannel:
 
 _DEFAULT_FORMAT = {"apprise": "html", "email": "html", "telegram": "markdown",
                    "slack": "markdown", "discord": "markdown", "json": "text"}
-_TYPES = ("apprise", "webhook", "email", "telegram", "slack", "discord", "json")
+_TYPES = tuple(t for t in CHANNEL_TYPES if t != "log")  # log: alerts.delivery.LogChannel
 
 
 def _as_list(v: object) -> list[str]:

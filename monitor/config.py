@@ -467,7 +467,7 @@ def _check_channel(spec: dict[str, Any]) -> dict[str, Any]:
     if "type" not in spec:
         raise ValueError(f"a channel needs a type ({', '.join(CHANNEL_TYPES)})")
     kind = spec["type"]
-    if not isinstance(kind, str) or kind.strip().lower() not in CHANNEL_TYPES:
+    if kind not in CHANNEL_TYPES:
         shown = repr(kind)[:40] if isinstance(kind, str) else type(kind).__name__
         raise _At(("type",), f"unknown channel type {shown}; use one of {', '.join(CHANNEL_TYPES)}")
     if "format" in spec and str(spec["format"]).lower() not in CHANNEL_FORMATS:

@@ -263,6 +263,7 @@ def test_secrets_from_environment_are_accepted(cfg, spec):
 
 def test_unknown_channel_type_names_file_line_and_key(cfg):
     msg = channel(cfg, "    url: https://x.example/\n    type: carrier-pigeon\n")
+    assert "unknown channel type" in channel(cfg, "    type: LOG\n")
     assert "alerts.yaml:4: channels.c.type: unknown channel type 'carrier-pigeon'" in msg
 
 
