@@ -209,9 +209,11 @@ class FeedConfig(_Model):
 
         _check_url_text(v)
         try:
-            urlsplit(v).port
+            port = urlsplit(v).port  # ValueError for a port out of range
         except ValueError:
-            raise ValueError("url is not a valid URL (bad host or port)") from None
+            port = 0
+        if port == 0:
+            raise ValueError("url is not a valid URL (bad host or port)")
         return check_feed_url(v)
 
 
