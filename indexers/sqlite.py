@@ -34,7 +34,7 @@ from monitor.highlight import highlight, snippet
 from monitor.models import Article, SearchHit, SearchPage, body_of
 from monitor.query import (And, Clock, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
                            parse, phrase_in_text, positive_keys, utcnow)
-from monitor.store import ARTICLE_COLUMNS, connect, iso, row_to_article
+from monitor.store import ARTICLE_COLUMNS, Store, connect, iso, row_to_article
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +207,12 @@ class SqliteIndex:
         if row is not None and f'tokenize = "{FTS_TOKENIZER}"' not in row[0]:
             # An index built by another tokenizer disagrees with the analyzer: rebuild it from
             # the store (every article goes back on the index queue).
+            # Requeue first: a crash in between leaves the old table, found and dropped next time.
             log.warning("rebuilding the search index: its tokenizer changed")
-            conn.execute("BEGIN IMMEDIATE")
+            store = Store(self.db_path)
+            store.requeue_for_index()
+            store.close()
             conn.execute("DROP TABLE articles_fts")
-            conn.execute("UPDATE articles SET indexed = 0")
-            conn.execute("COMMIT")
         conn.executescript(FTS_SCHEMA)
         conn.create_function("raqib_phrase", 5, _phrase_udf, deterministic=True)
         return conn

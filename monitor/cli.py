@@ -210,7 +210,23 @@ def _open_index(config):
     return make_index(config, config.data_dir / "raqib.db")
 
 
+def check_query(config, query: str, stored_sources=()) -> None:
+    """Refuse a query naming a topic or source that does not exist (it would find nothing,
+    silently). Sources still in the store count, so old feeds' articles stay reachable."""
+    from monitor.query import parse, validate
+
+    validate(parse(query), [t.id for t in config.topics], [f.id for f in config.feeds] + list(stored_sources))
+
+
 def cmd_search(args, config) -> int:
+    from monitor.store import Store
+
+    store = Store(config.data_dir / "raqib.db")
+    try:
+        check_query(config, args.query, store.sources())
+    finally:
+        store.close()
+
     async def go():
         index = _open_index(config)
         try:
@@ -301,7 +317,6 @@ def cmd_tag(args) -> int:
 
 def cmd_subscriptions(args, config) -> int:
     from alerts import subscriptions as subs
-    from monitor.query import parse
     from monitor.store import Store
 
     store = Store(config.data_dir / "raqib.db")
@@ -322,7 +337,7 @@ def cmd_subscriptions(args, config) -> int:
             print(f"removed {args.id}")
             return 0
         # add
-        parse(args.query)
+        check_query(config, args.query)
         unknown = [c for c in args.channel if c not in config.alerts.channels]
         if unknown:
             raise ConfigError(f"unknown channel {unknown[0]!r}; channels in alerts.yaml: "

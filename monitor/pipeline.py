@@ -27,7 +27,7 @@ from monitor import intervals
 from monitor.analysis import analyze_article
 from monitor.config import Config, FeedConfig
 from monitor.dedup import Decision, decide
-from monitor.errors import FeedError, IndexError_, ParseError, RetryLater
+from monitor.errors import FeedError, IndexError_, ParseError, QueryError, RetryLater
 from monitor.fetcher import Fetcher, FetchSettings
 from monitor.highlight import snippet
 from monitor.models import FeedState
@@ -296,10 +296,9 @@ class Pipeline:
         v = await self.db(version, self.store)
         if v == self._subs_version:
             return
-        subs = await self.db(load_all, self.store)
-        self.subscriptions = {s.id: s for s in subs}
         # Parsing 100k rules and building the matcher takes seconds: never on the event loop.
-        self._keys = await asyncio.to_thread(lambda: {s.id: positive_keys(parse(s.query)) for s in subs})
+        subs, self._keys = await asyncio.to_thread(_loadable, await self.db(load_all, self.store))
+        self.subscriptions = {s.id: s for s in subs}
         if self._percolator:
             await self.index.put_subscriptions([(s.id, s.query) for s in subs])  # type: ignore[attr-defined]
         else:
@@ -346,6 +345,21 @@ class Pipeline:
                         source=a.source, link=a.link, topics=a.topics, snippet=snip,
                         published=a.published, language=a.language)))
         return items
+
+
+def _loadable(subs: list[Subscription]) -> tuple[list[Subscription], dict[str, set[str]]]:
+    """The subscriptions whose queries parse, with their keys; one stored query that a newer
+    parser refuses is logged and skipped, never the end of everyone's alerts."""
+    ok, keys = [], {}
+    for s in subs:
+        try:
+            keys[s.id] = positive_keys(parse(s.query))
+        except QueryError as e:
+            log.error("subscription skipped: its query no longer parses",
+                      extra={"subscription": s.id, "error": str(e)[:300]})
+            continue
+        ok.append(s)
+    return ok, keys
 
 
 MAX_INDEX_ATTEMPTS = 5  # refusals of one article before it becomes a dead letter
