@@ -338,6 +338,40 @@ class SqliteIndex:
     async def count(self) -> int:
         return await self._run(lambda: self.conn.execute("SELECT count(*) FROM articles_fts").fetchone()[0])
 
+    async def health(self) -> dict:
+        return await self._run(self.health_sync)
+
+    def health_sync(self) -> dict:
+        """Checked, not assumed: the file answers reads and takes a write lock, the index holds
+        what the store says it indexed, and the disk has room."""
+        import shutil
+
+        problems = []
+        try:
+            docs = self.conn.execute("SELECT count(*) FROM articles_fts").fetchone()[0]
+            marked, stored = self.conn.execute(
+                "SELECT count(*) FILTER (WHERE indexed = 1), count(*) FROM articles").fetchone()
+        except sqlite3.Error as e:
+            return {"status": "red", "problems": [f"cannot read the index: {e}"]}
+        # Between the two, articles are waiting (an updated one is in the index and queued).
+        if not marked <= docs <= stored:
+            problems.append(f"the index holds {docs} documents, the store marks {marked} as indexed "
+                            "(run `raqib index reindex`)")
+        old = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        try:
+            self.conn.execute("PRAGMA busy_timeout = 1000")
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error as e:
+            problems.append(f"cannot take the write lock: {e}")
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(old)}")
+        free = shutil.disk_usage(self.db_path.parent).free
+        if free < 100 * 1024**2:
+            problems.append(f"only {free // 1024**2} MB free on the data dir's disk")
+        return {"status": "yellow" if problems else "green", "documents": docs,
+                "disk_free_mb": free // 1024**2, "problems": problems}
+
     async def close(self) -> None:
         await self._run(self.conn.close)
         self._pool.shutdown(wait=True)

@@ -390,7 +390,7 @@ def cmd_index(args, config) -> int:
     async def status():
         index = _open_index(config)
         try:
-            health = await index.health() if hasattr(index, "health") else {"status": "unknown"}
+            health = await index.health()
             return {"backend": config.settings.index.backend, "health": health,
                     "indexed_documents": await index.count(), "stored_articles": store.count(),
                     **store.queue_counts(), "outbox": outbox.backlog(store),
