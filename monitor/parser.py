@@ -321,6 +321,8 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
         # A stream, never bytes: feedparser opens a bytes argument as a file name if it can.
         d = feedparser.parse(io.BytesIO(data), response_headers=_charset_utf8(headers),
                              sanitize_html=False, resolve_relative_uris=False)
+    except MemoryError:
+        raise  # the caller knows the memory cap and says so
     except Exception as e:  # feedparser's own bugs on odd input (KeyError 'tags', …)
         raise ParseError(url, f"the feed parser failed: {type(e).__name__}: {e}") from None
     warnings = [problem] if problem else []
