@@ -37,7 +37,7 @@ _SPACES = re.compile(r"[ \t\u00a0\u200b]+")
 _C0 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # and lone surrogates
 _DROP = ("script", "style", "noscript", "iframe", "noembed", "noframes", "template", "object")
 _BLANKS = re.compile(r"\s*\n\s*")
-_RAWTEXT = re.compile(r"<(?:plaintext|xmp|textarea|title)\b", re.IGNORECASE)
+_RAWTEXT = re.compile(r"<(?:plaintext|xmp|textarea)\b", re.IGNORECASE)
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
@@ -86,7 +86,7 @@ def html_to_text(value: str) -> str:
         return _tidy(html.unescape(value))
     try:
         if _RAWTEXT.search(value):
-            # An unclosed <plaintext>, <xmp>, <textarea> or <title> swallows the rest of the
+            # An unclosed <plaintext>, <xmp> or <textarea> swallows the rest of the
             # document as text — with fragment_fromstring that includes its "</body></html>".
             root = lxml.html.document_fromstring("<html><body><div>" + value).find("body")
         else:
