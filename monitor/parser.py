@@ -58,13 +58,14 @@ def canonical_link(url: str) -> str:
         return ""
     try:
         p = urlsplit(url.strip())
-    except ValueError:
+        port = p.port
+    except ValueError:  # unsplittable, or a port that is not a number ("http://h:00org/")
         return url.strip()
     query = urlencode([(k, v) for k, v in parse_qsl(p.query, keep_blank_values=True)
                        if not _TRACKING.match(k)])
     netloc = (p.hostname or "").lower()
-    if p.port and not ((p.scheme == "http" and p.port == 80) or (p.scheme == "https" and p.port == 443)):
-        netloc += f":{p.port}"
+    if port and not ((p.scheme == "http" and port == 80) or (p.scheme == "https" and port == 443)):
+        netloc += f":{port}"
     return urlunsplit((p.scheme.lower(), netloc, p.path or "/", query, ""))
 
 

@@ -150,3 +150,11 @@ def test_every_stored_field_is_capped():
     assert any("title truncated" in w for w in p.warnings)
     assert any("summary truncated" in w for w in p.warnings)
     assert any("link of" in w and "dropped" in w for w in p.warnings)
+
+
+def test_link_with_a_port_that_is_not_a_number():
+    from monitor.parser import canonical_link
+
+    assert canonical_link("http://e.org:00org/x") == "http://e.org:00org/x"
+    (a,) = parse(rss("<item><title>t</title><link>http://e.org:00org/x</link></item>").encode()).articles
+    assert a.link == "http://e.org:00org/x"
