@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the monitoring service until SIGINT/SIGTERM")
     _common(p)
-    p = sub.add_parser("once", help="poll every feed once, index, alert, exit (for cron and tests)")
+    p = sub.add_parser("once", help="poll every feed once, index, alert, exit (for cron and tests); "
+                                   "exit 1 when a feed failed")
     _common(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p = sub.add_parser("search", help="search stored articles (query language: see README)")
