@@ -128,7 +128,9 @@ _DOCTYPE_SCAN = re.compile(rb"<!--|<\?|['\"\[\]>]")
 _ENTITY_DECL = re.compile(rb"""<!ENTITY\s+([^\s%"'<>&;]+)\s+(?:"([^"]*)"|'([^']*)')\s*>""", re.I)
 _DOCTYPE_HEAD = re.compile(rb"""^\s+[^\s\[>"'<]+(?:\s+(?:PUBLIC\s+("[^"<]*"|'[^'<]*')\s+|SYSTEM\s+)("[^"<]*"|'[^'<]*'))?\s*$""")
 _HAS_ENTITY = re.compile(rb"<!ENTITY", re.I)
-_ENTITY_REF = re.compile(rb"&([^\s&;#<>\"']+);")
+_NAME_START = re.compile(rb"[A-Za-z_:\x80-\xff]")
+# Counted with or without the ';': feedparser's fallback (sgmllib) also expands "&name ".
+_ENTITY_REF = re.compile(rb"&([^\s&;#<>\"'=/]+)")
 _BIG_CHARREF = re.compile(rb"&#(?:[xX]0*([0-9a-fA-F]{4,})|0*([0-9]{5,}))")
 
 
@@ -247,23 +249,29 @@ def defuse_entities(data: bytes, url: str) -> bytes:
             out.append(_safe_doctype(data[lt + 9:head_end], data[sub_start:sub_end] if sub_start >= 0 else b""))
         elif data.startswith(b"<!", lt):
             pos = _find_or_end(data, b">", lt) + 1
-        else:
-            break
-    rest = data[pos:]
-    doc = b"".join(out)
-    values = {}
+        elif _NAME_START.match(data, lt + 1):
+            break  # the root element
+        else:  # a stray "<": text, as far as the prolog goes
+            out.append(b"<")
+            pos = lt + 1
+    doc = b"".join(out) + data[pos:]
+    # Declarations anywhere count, not only in the prolog as rebuilt: a parser that reads the
+    # document differently (feedparser's fallback) must not find an unbounded one either.
+    values: dict[bytes, bytes] = {}
     for m in _ENTITY_DECL.finditer(doc):
-        values.setdefault(m.group(1), m.group(2) if m.group(2) is not None else m.group(3))
+        value = m.group(2) if m.group(2) is not None else m.group(3)
+        if len(value) >= len(values.get(m.group(1), b"")):  # parsers differ on which one wins
+            values[m.group(1)] = value
     if values:
         sizes = _expansion(values, url)
         uses: dict[bytes, int] = {}
-        for name in _ENTITY_REF.findall(rest):
+        for name in _ENTITY_REF.findall(doc):
             if name in sizes:
                 uses[name] = uses.get(name, 0) + 1
         total = sum(sizes[n] * k for n, k in uses.items())
         if total > ENTITY_BUDGET:
             raise ParseError(url, f"entity expansion would add {total:,} bytes (limit {ENTITY_BUDGET:,})")
-    return doc + rest
+    return doc
 
 
 def _safe_doctype(head: bytes, subset: bytes) -> bytes:

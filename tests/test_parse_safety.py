@@ -63,6 +63,20 @@ def test_small_entities_still_expand(variant):
     assert [a.title for a in p.articles] == ["Example Org news"]
 
 
+@pytest.mark.parametrize("body", [
+    # feedparser's fallback parser expands "&a " and "&a<" as well as "&a;"
+    f'<!DOCTYPE rss [\n<!ENTITY a "{BIG}">\n]>' + rss(f"<item><title>x</title><description>{'&a ' * 500}"
+                                                       "</description></item><bad>"),
+    # a stray "<" before the DOCTYPE must not end the prolog scan
+    f'<?xml version="1.0"?>< \n{QUADRATIC[0]}{QUADRATIC[1]}',
+    # declarations after the root element count too
+    QUADRATIC[1].replace("<channel>", f"<channel>{QUADRATIC[0]}"),
+], ids=["refs-without-semicolon", "stray-lt-before-doctype", "doctype-after-root"])
+def test_entity_expansion_is_bounded_however_the_document_is_read(body):
+    with pytest.raises(ParseError, match="entity expansion would add"):
+        parse(body.encode())
+
+
 def test_expansion_just_under_the_budget_is_kept():
     value = "x" * 60
     uses = ENTITY_BUDGET // len(value) - 10
