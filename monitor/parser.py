@@ -349,10 +349,13 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
             articles.append(_article(entry, url, source, fetched, warnings))
         except Exception as e:  # one bad entry never costs the others
             warnings.append(f"entry {_entry_name(entry)} skipped: {type(e).__name__}: {e}"[:500])
+    title = _capped(html_to_text(feed.get("title") or ""), "feed title", MAX_TITLE, warnings)
+    if len(warnings) > MAX_WARNINGS:  # each is logged: a broken feed must not flood the log
+        warnings[MAX_WARNINGS - 1:] = [f"… and {len(warnings) - MAX_WARNINGS + 1:,} more problems"]
     return ParsedFeed(
         articles=tuple(articles), warnings=tuple(warnings), encoding=encoding,
         version=d.get("version") or "",
-        title=_capped(html_to_text(feed.get("title") or ""), "feed title", MAX_TITLE, warnings),
+        title=title,
         language=_language(feed.get("language")), ttl_minutes=_ttl(feed.get("ttl")))
 
 
@@ -361,6 +364,7 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
 MAX_TITLE = 2_000
 MAX_BODY = 1_000_000  # each of summary and content
 MAX_LINK = 4_096
+MAX_WARNINGS = 20
 _TTL = re.compile(r"\s*([0-9]{1,7})\s*")
 
 

@@ -172,3 +172,12 @@ def test_link_with_a_port_that_is_not_a_number():
     assert canonical_link("http://e.org:00org/x") == "http://e.org:00org/x"
     (a,) = parse(rss("<item><title>t</title><link>http://e.org:00org/x</link></item>").encode()).articles
     assert a.link == "http://e.org:00org/x"
+
+
+def test_warnings_are_bounded():
+    from monitor.parser import MAX_WARNINGS
+
+    items = "".join(f"<item><title>{'T' * (MAX_TITLE + 1)}</title></item>" for _ in range(100))
+    p = parse(rss(items).encode())
+    assert len(p.articles) == 100 and len(p.warnings) == MAX_WARNINGS
+    assert p.warnings[-1] == "… and 81 more problems"
