@@ -172,11 +172,15 @@ class ParseWorkers(Executor):
             return await asyncio.get_running_loop().run_in_executor(
                 self._pool, parse_and_analyze, *args, self._tagger)
         async with self._slots:
-            pool = self._pool
-            try:
-                return await self._run(pool, args, feed.url)
-            except BrokenProcessPool:
-                self._retire(pool)
+            for _ in range(2):
+                pool = self._pool
+                try:
+                    return await self._run(pool, args, feed.url)
+                except _BrokenBefore:  # another feed broke it a moment ago: use the fresh one
+                    self._retire(pool)
+                except BrokenProcessPool:
+                    self._retire(pool)
+                    break
         async with self._suspects:  # this feed, or another in flight with it, killed a worker
             for _ in range(3):
                 if self._alone is None:
