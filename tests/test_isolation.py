@@ -137,6 +137,33 @@ async def test_deadline_and_memory_cap_are_the_feeds_own_errors(tmp_path):
             workers.shutdown(wait=True, cancel_futures=True)
 
 
+async def test_a_parse_deaf_to_its_deadline_is_stopped_by_killing_its_worker(tmp_path, monkeypatch):
+    """Workers started without their own alarm stand for a parse stuck in C code: the parent's
+    deadline kills the pool and the feed fails alone; the pool serves the others afterwards."""
+    import monitor.pipeline as pipeline
+
+    class DeafWorkers(ParseWorkers):
+        def _new_pool(self, n):
+            pool = super()._new_pool(n)
+            pool._initargs = (self._rules, self._memory, 0.0)  # no in-worker deadline
+            return pool
+
+    monkeypatch.setattr(pipeline, "HARD_DEADLINE_GRACE", 0.0)
+    cfg = load_config(write_config(tmp_path, [], settings={"parse": {"workers": 2, "timeout": 1}}), None)
+    workers = DeafWorkers.from_config(cfg)
+    small = rss([rss_item("كورسك", "https://e.org/s", "نص")])
+    many_items = rss([rss_item(f"خبر {i}", f"https://e.org/{i}", "نص قصير") for i in range(60_000)])
+    try:
+        stuck = asyncio.create_task(workers.parse(many_items, {}, _feed(0), datetime.now(UTC)))
+        others = await asyncio.gather(*(workers.parse(small, {}, _feed(i), datetime.now(UTC)) for i in range(1, 4)))
+        with pytest.raises(ParseError, match="parser process was stopped"):
+            await stuck
+        assert len((await workers.parse(small, {}, _feed(9), datetime.now(UTC))).articles) == 1
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
+    assert [len(r.articles) for r in others] == [1, 1, 1]
+
+
 # ---- `raqib once` and `raqib feeds check` over a mix of good and bad feeds ----
 
 LAUGHS = ('<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "1234567890">' + "".join(
