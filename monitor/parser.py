@@ -147,7 +147,7 @@ def _charset_utf8(headers: dict[str, str]) -> dict[str, str]:
     return {**headers, "content-type": f"{media}; charset=utf-8"}
 
 
-def decode_body(body: bytes, headers: dict[str, str], url: str) -> tuple[bytes, str, str]:
+def decode_body(body: bytes, headers: dict[str, str]) -> tuple[bytes, str, str]:
     """The body as UTF-8 with an XML declaration saying so, the encoding it was read in, and
     feedparser's complaint about the encoding if any (feedparser's own detection)."""
     from feedparser.encodings import convert_to_utf8
@@ -170,7 +170,9 @@ def decode_body(body: bytes, headers: dict[str, str], url: str) -> tuple[bytes, 
             data = data.decode("utf-8", "replace").encode("utf-8")
         exc = result.get("bozo_exception")
         return data, encoding, f"{type(exc).__name__}: {exc}" if exc else ""
-    raise ParseError(url, "the document's character encoding cannot be read")
+    text = body.decode("utf-8", "replace").lstrip("\ufeff")
+    text = "<?xml version='1.0' encoding='utf-8'?>\n" + re.sub(r"^\s*<\?xml[^>]*>", "", text)
+    return text.encode("utf-8"), "utf-8", "the declared encoding is unusable; read as UTF-8"
 
 
 def _doctype_end(data: bytes, start: int) -> tuple[int, int, int]:
@@ -324,7 +326,7 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
                fetched: datetime) -> ParsedFeed:
     """Parse one feed body; raises ParseError when nothing can be recovered."""
     headers = {k.lower(): v for k, v in headers.items()}
-    data, encoding, problem = decode_body(body, headers, url)
+    data, encoding, problem = decode_body(body, headers)
     data = fix_charrefs(defuse_entities(data, url))
     try:
         # A stream, never bytes: feedparser opens a bytes argument as a file name if it can.

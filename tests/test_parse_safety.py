@@ -181,3 +181,10 @@ def test_warnings_are_bounded():
     p = parse(rss(items).encode())
     assert len(p.articles) == 100 and len(p.warnings) == MAX_WARNINGS
     assert p.warnings[-1] == "… and 81 more problems"
+
+
+def test_encoding_that_breaks_the_detector_is_read_as_utf8():
+    body = "<?xml version='1.0'?><?xml version='1.0' encoding='\u00fc'?>".encode("latin-1") + rss().encode()
+    p = parse(body, "application/xml; charset=utf-16be")
+    assert [a.title for a in p.articles] == ["t"] and p.encoding == "utf-8"
+    assert "read as UTF-8" in p.warnings[0]
