@@ -44,6 +44,7 @@ log = logging.getLogger("raqib.pipeline")
 
 _WORKER_TAGGER: Tagger | None = None
 _WORKER_TIMEOUT = 0.0
+_WORKER_MEMORY = 0
 HARD_DEADLINE_GRACE = 30.0  # seconds the parent adds to a worker's own deadline (start-up, queueing)
 
 
@@ -73,9 +74,10 @@ def _die_with_parent() -> None:
 
 def _init_worker(rules: tuple[TopicRule, ...], memory_limit: int = 0, timeout: float = 0.0) -> None:
     """A hostile feed may cost a worker its memory or its time, never the machine's."""
-    global _WORKER_TAGGER, _WORKER_TIMEOUT
+    global _WORKER_TAGGER, _WORKER_TIMEOUT, _WORKER_MEMORY
     _die_with_parent()
     if memory_limit:
+        _WORKER_MEMORY = memory_limit
         try:
             import resource
 
@@ -112,7 +114,8 @@ def parse_and_analyze(body: bytes, headers: dict[str, str], url: str, source: st
     except _Deadline:
         raise ParseError(url, f"parsing took longer than {_WORKER_TIMEOUT:g} s") from None
     except MemoryError:
-        raise ParseError(url, "parsing needed more memory than a parse worker may use") from None
+        cap = f" ({_WORKER_MEMORY // 2**20:,} MB, parse.memory_mb)" if _WORKER_MEMORY else ""
+        raise ParseError(url, f"parsing needed more memory than a parse worker may use{cap}") from None
     except Exception as e:
         raise ParseError(url, f"parsing failed: {type(e).__name__}: {e}"[:1000]) from None
 
