@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
+import json
 import pickle
 import pkgutil
+import sys
+from datetime import UTC, datetime
 
-import monitor
+import pytest
+
 import alerts
 import indexers
-from monitor.errors import RaqibError
+import monitor
+from monitor.config import FeedConfig, load_config
+from monitor.errors import ParseError, RaqibError
+from monitor.pipeline import ParseWorkers
+from monitor.store import Store
+from tests.corpus import rss, rss_item
+from tests.e2e_setup import ROOT, write_config
 
 
 def _all_subclasses(cls):
@@ -55,21 +66,6 @@ def test_every_raqib_error_survives_pickling():
 
 
 # ---- the parse pool: a dead or stuck worker costs only its own feed ----
-
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-
-import pytest  # noqa: E402
-
-from monitor.config import FeedConfig, load_config  # noqa: E402
-from monitor.errors import ParseError  # noqa: E402
-from monitor.pipeline import ParseWorkers  # noqa: E402
-from monitor.store import Store  # noqa: E402
-from tests.corpus import rss, rss_item  # noqa: E402
-from tests.e2e_setup import ROOT, write_config  # noqa: E402
-
 
 def _feed(i: int) -> FeedConfig:
     return FeedConfig(id=f"f{i}", url=f"http://127.0.0.1:9/f{i}.xml", language="ar")
