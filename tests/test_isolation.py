@@ -233,7 +233,8 @@ async def test_once_with_bad_feeds_stores_every_good_one_and_names_each_failure(
 async def test_once_memory_cap_fails_only_the_hungry_feed(tmp_path, feed_server):
     feed_server.set_feed("/hungry", _big_feed(1_000_000))
     cfg = _mixed_config(tmp_path, feed_server, {"parse": {"workers": 2, "memory_mb": 128},
-                                                "fetch": {"max_bytes": 50_000_000}})
+                                                "fetch": {"max_bytes": 50_000_000, "read_timeout": 20,
+                                                          "total_timeout": 60}})
     feeds = (cfg / "feeds.yaml").read_text() + f"- id: hungry\n  url: {feed_server.url('/hungry')}\n"
     (cfg / "feeds.yaml").write_text(feeds)
     rc, out, err = await _raqib("once", "--config", str(cfg))
