@@ -126,7 +126,8 @@ ENTITY_BUDGET = 1_000_000  # bytes that entity references may add to a document
 _XML_DECL = re.compile(rb"^\s*<\?xml[^>]*>")
 _DOCTYPE_SCAN = re.compile(rb"<!--|<\?|['\"\[\]>]")
 _ENTITY_DECL = re.compile(rb"""<!ENTITY\s+([^\s%"'<>&;]+)\s+(?:"([^"]*)"|'([^']*)')\s*>""", re.I)
-_DOCTYPE_HEAD = re.compile(rb"""^\s+[^\s\[>"'<]+(?:\s+(?:PUBLIC\s+("[^"<]*"|'[^'<]*')\s+|SYSTEM\s+)("[^"<]*"|'[^'<]*'))?\s*$""")
+_DOCTYPE_HEAD = re.compile(rb"""^\s+[^\s\[>"'<]+"""
+                           rb"""(?:\s+(?:PUBLIC\s+("[^"<]*"|'[^'<]*')\s+|SYSTEM\s+)("[^"<]*"|'[^'<]*'))?\s*$""")
 _HAS_ENTITY = re.compile(rb"<!ENTITY", re.I)
 _NAME_START = re.compile(rb"[A-Za-z_:\x80-\xff]")
 # Counted with or without the ';': feedparser's fallback (sgmllib) also expands "&name ".
