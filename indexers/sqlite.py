@@ -34,7 +34,7 @@ from monitor.highlight import highlight, snippet
 from monitor.models import Article, SearchHit, SearchPage, body_of
 from monitor.query import (And, Clock, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
                            parse, phrase_in_text, positive_keys, utcnow)
-from monitor.store import ARTICLE_COLUMNS, connect, iso, row_to_article
+from monitor.store import ARTICLE_COLUMNS, Store, connect, iso, row_to_article
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +207,12 @@ class SqliteIndex:
         if row is not None and f'tokenize = "{FTS_TOKENIZER}"' not in row[0]:
             # An index built by another tokenizer disagrees with the analyzer: rebuild it from
             # the store (every article goes back on the index queue).
+            # Requeue first: a crash in between leaves the old table, found and dropped next time.
             log.warning("rebuilding the search index: its tokenizer changed")
-            conn.execute("BEGIN IMMEDIATE")
+            store = Store(self.db_path)
+            store.requeue_for_index()
+            store.close()
             conn.execute("DROP TABLE articles_fts")
-            conn.execute("UPDATE articles SET indexed = 0")
-            conn.execute("COMMIT")
         conn.executescript(FTS_SCHEMA)
         conn.create_function("raqib_phrase", 5, _phrase_udf, deterministic=True)
         return conn
@@ -336,6 +337,40 @@ class SqliteIndex:
 
     async def count(self) -> int:
         return await self._run(lambda: self.conn.execute("SELECT count(*) FROM articles_fts").fetchone()[0])
+
+    async def health(self) -> dict:
+        return await self._run(self.health_sync)
+
+    def health_sync(self) -> dict:
+        """Checked, not assumed: the file answers reads and takes a write lock, the index holds
+        what the store says it indexed, and the disk has room."""
+        import shutil
+
+        problems = []
+        try:
+            docs = self.conn.execute("SELECT count(*) FROM articles_fts").fetchone()[0]
+            marked, stored = self.conn.execute(
+                "SELECT count(*) FILTER (WHERE indexed = 1), count(*) FROM articles").fetchone()
+        except sqlite3.Error as e:
+            return {"status": "red", "problems": [f"cannot read the index: {e}"]}
+        # Between the two, articles are waiting (an updated one is in the index and queued).
+        if not marked <= docs <= stored:
+            problems.append(f"the index holds {docs} documents, the store marks {marked} as indexed "
+                            "(run `raqib index reindex`)")
+        old = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        try:
+            self.conn.execute("PRAGMA busy_timeout = 1000")
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error as e:
+            problems.append(f"cannot take the write lock: {e}")
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(old)}")
+        free = shutil.disk_usage(self.db_path.parent).free
+        if free < 100 * 1024**2:
+            problems.append(f"only {free // 1024**2} MB free on the data dir's disk")
+        return {"status": "yellow" if problems else "green", "documents": docs,
+                "disk_free_mb": free // 1024**2, "problems": problems}
 
     async def close(self) -> None:
         await self._run(self.conn.close)

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the monitoring service until SIGINT/SIGTERM")
     _common(p)
-    p = sub.add_parser("once", help="poll every feed once, index, alert, exit (for cron and tests)")
+    p = sub.add_parser("once", help="poll every feed once, index, alert, exit (for cron and tests); "
+                                   "exit 1 when a feed failed")
     _common(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p = sub.add_parser("search", help="search stored articles (query language: see README)")
@@ -194,12 +195,15 @@ def cmd_once(args, config) -> int:
     by = {}
     for r in reports:
         by[r.status] = by.get(r.status, 0) + 1
+    # A feed still backing off from an earlier failure was not polled: not a new failure.
+    failed = [{"id": r.feed_id, "url": r.url, "status": r.status, "error": r.error}
+              for r in reports if r.status in ("error", "retry-later")]
     summary = {"feeds": len(reports), **by, "new": sum(r.new for r in reports),
                "updated": sum(r.updated for r in reports), "indexed": drained.indexed,
                "alerts_queued": drained.alerts, "alert_messages_sent": delivered.messages,
-               "alert_failures": delivered.failures}
+               "alert_failures": delivered.failures, "failed": failed}
     print(json.dumps(summary, ensure_ascii=False))
-    return 1 if reports and all(r.status in ("error", "retry-later") for r in reports) else 0
+    return 1 if failed else 0
 
 
 def _open_index(config):
@@ -210,7 +214,23 @@ def _open_index(config):
     return make_index(config, config.data_dir / "raqib.db")
 
 
+def check_query(config, query: str, stored_sources=()) -> None:
+    """Refuse a query naming a topic or source that does not exist (it would find nothing,
+    silently). Sources still in the store count, so old feeds' articles stay reachable."""
+    from monitor.query import parse, validate
+
+    validate(parse(query), [t.id for t in config.topics], [f.id for f in config.feeds] + list(stored_sources))
+
+
 def cmd_search(args, config) -> int:
+    from monitor.store import Store
+
+    store = Store(config.data_dir / "raqib.db")
+    try:
+        check_query(config, args.query, store.sources())
+    finally:
+        store.close()
+
     async def go():
         index = _open_index(config)
         try:
@@ -301,7 +321,6 @@ def cmd_tag(args) -> int:
 
 def cmd_subscriptions(args, config) -> int:
     from alerts import subscriptions as subs
-    from monitor.query import parse
     from monitor.store import Store
 
     store = Store(config.data_dir / "raqib.db")
@@ -322,7 +341,7 @@ def cmd_subscriptions(args, config) -> int:
             print(f"removed {args.id}")
             return 0
         # add
-        parse(args.query)
+        check_query(config, args.query)
         unknown = [c for c in args.channel if c not in config.alerts.channels]
         if unknown:
             raise ConfigError(f"unknown channel {unknown[0]!r}; channels in alerts.yaml: "
@@ -375,7 +394,7 @@ def cmd_index(args, config) -> int:
     async def status():
         index = _open_index(config)
         try:
-            health = await index.health() if hasattr(index, "health") else {"status": "unknown"}
+            health = await index.health()
             return {"backend": config.settings.index.backend, "health": health,
                     "indexed_documents": await index.count(), "stored_articles": store.count(),
                     **store.queue_counts(), "outbox": outbox.backlog(store),
@@ -433,30 +452,34 @@ def cmd_index(args, config) -> int:
 
 def cmd_feeds(args, config) -> int:
     from monitor.fetcher import Fetcher
-    from monitor.parser import parse_feed
-    from monitor.pipeline import fetch_settings
+    from monitor.pipeline import ParseWorkers, fetch_settings
 
-    async def check(feed):
+    async def check(feed, fetcher, workers):
         started = asyncio.get_running_loop().time()
         row = {"id": feed.id, "url": feed.url, "status": "", "items": 0, "encoding": "", "seconds": 0.0}
         try:
             res = await fetcher.fetch(feed.url)
             row["status"] = f"HTTP {res.status}"
-            parsed = parse_feed(res.body or b"", res.headers, feed.url, feed.id, datetime.now(UTC))
+            parsed = await workers.parse(res.body or b"", res.headers, feed, datetime.now(UTC))
             row.update(items=len(parsed.articles), encoding=parsed.encoding)
             if parsed.warnings:
                 row["status"] += " (malformed: " + parsed.warnings[0][:60] + ")"
         except RaqibError as e:
             row["status"] = f"error: {getattr(e, 'reason', e)}"
+        except Exception as e:  # one feed never stops the check of the others
+            row["status"] = f"error: {type(e).__name__}: {e}"
         row["seconds"] = round(asyncio.get_running_loop().time() - started, 2)
         return row
 
     async def go():
-        nonlocal fetcher
-        async with Fetcher(fetch_settings(config)) as fetcher:
-            return await asyncio.gather(*(check(f) for f in config.feeds))
+        # Parsed in worker processes, as the service does: same memory cap, deadline, isolation.
+        workers = ParseWorkers.from_config(config)
+        try:
+            async with Fetcher(fetch_settings(config)) as fetcher:
+                return await asyncio.gather(*(check(f, fetcher, workers) for f in config.feeds))
+        finally:
+            workers.shutdown(wait=True, cancel_futures=True)
 
-    fetcher = None
     rows = asyncio.run(go())
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))

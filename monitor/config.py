@@ -119,6 +119,8 @@ class ScheduleConfig(_Model):
 
 class ParseConfig(_Model):
     workers: int = Field(2, ge=0, le=256, description="processes for parsing and tagging; 0 = in-process")
+    timeout: float = Field(60, gt=0, le=3600, description="seconds one feed's parse may take")
+    memory_mb: int = Field(2048, ge=128, le=1 << 20, description="address-space cap of each parse worker")
 
 
 class IndexConfig(_Model):

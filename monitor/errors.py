@@ -14,8 +14,23 @@ RaqibError
 from __future__ import annotations
 
 
+def _rebuild(cls: type[RaqibError], args: tuple, state: dict) -> RaqibError:
+    e = cls.__new__(cls)
+    e.args = args
+    e.__dict__.update(state)
+    return e
+
+
 class RaqibError(Exception):
-    """Base of every error Raqib raises on purpose."""
+    """Base of every error Raqib raises on purpose.
+
+    Errors cross process boundaries (parse workers): the default pickling calls `cls(*args)`
+    with the formatted message, which breaks every subclass whose __init__ takes other
+    arguments — and an unpicklable exception breaks the whole worker pool. Rebuilding from
+    args and attributes without calling __init__ works for every subclass."""
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class ConfigError(RaqibError):

@@ -1,22 +1,25 @@
 """The parse stage: raw feed bytes (+ response headers) → Article records.
 
-feedparser gets the undecoded bytes and the HTTP headers, so a charset declared only in
-Content-Type (windows-1256, ISO-8859-6) decodes correctly; handing it decoded text or dropping
-the headers silently produces mojibake. This module is pure (no I/O) so it can run in a worker
+The body is decoded with feedparser's own detection and the HTTP headers, so a charset
+declared only in Content-Type (windows-1256, ISO-8859-6) decodes correctly; dropping the
+headers silently produces mojibake. This module is pure (no I/O) so it can run in a worker
 process and be tested on corpus files.
 """
 
 from __future__ import annotations
 
 import calendar
+import codecs
 import hashlib
 import html
+import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import feedparser
+from feedparser.exceptions import NonXMLContentType
 import lxml.html
 from lxml import etree
 
@@ -31,9 +34,10 @@ _TRACKING = re.compile(
 _BLOCK = ("p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr",
           "blockquote", "section", "article", "figure", "figcaption", "pre", "table", "hr")
 _SPACES = re.compile(r"[ \t\u00a0\u200b]+")
-_C0 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_C0 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # and lone surrogates
 _DROP = ("script", "style", "noscript", "iframe", "noembed", "noframes", "template", "object")
 _BLANKS = re.compile(r"\s*\n\s*")
+_RAWTEXT = re.compile(r"<(?:plaintext|xmp|textarea)\b", re.IGNORECASE)
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
@@ -54,13 +58,14 @@ def canonical_link(url: str) -> str:
         return ""
     try:
         p = urlsplit(url.strip())
-    except ValueError:
+        port = p.port
+    except ValueError:  # unsplittable, or a port that is not a number ("http://h:00org/")
         return url.strip()
     query = urlencode([(k, v) for k, v in parse_qsl(p.query, keep_blank_values=True)
                        if not _TRACKING.match(k)])
     netloc = (p.hostname or "").lower()
-    if p.port and not ((p.scheme == "http" and p.port == 80) or (p.scheme == "https" and p.port == 443)):
-        netloc += f":{p.port}"
+    if port and not ((p.scheme == "http" and port == 80) or (p.scheme == "https" and port == 443)):
+        netloc += f":{port}"
     return urlunsplit((p.scheme.lower(), netloc, p.path or "/", query, ""))
 
 
@@ -81,7 +86,12 @@ def html_to_text(value: str) -> str:
     if "<" not in value:
         return _tidy(html.unescape(value))
     try:
-        root = lxml.html.fragment_fromstring(value, create_parent="div")
+        if _RAWTEXT.search(value):
+            # An unclosed <plaintext>, <xmp> or <textarea> swallows the rest of the
+            # document as text — with fragment_fromstring that includes its "</body></html>".
+            root = lxml.html.document_fromstring("<html><body><div>" + value).find("body")
+        else:
+            root = lxml.html.fragment_fromstring(value, create_parent="div")
     except (etree.ParserError, ValueError):
         return _tidy(html.unescape(re.sub(r"<[^>]*>", " ", value)))
     for bad in list(root.iter(*_DROP)):
@@ -104,45 +114,192 @@ def plain_or_html(value: str, detail: dict | None) -> str:
     return html_to_text(value)
 
 
-# ---- XML entity defences ----
+# ---- decoding and XML entity defences ----
 # feedparser re-admits internal DTD entities with plain-text values and, when expat refuses a
 # document, its fallback parser expands them without any limit (a 19 KB feed became 10-million-
-# character fields). Entities are stripped before feedparser sees the body; small ones that
-# real feeds use are kept only while their total expansion stays within a budget.
-_PROLOG_END = re.compile(rb"<(?![?!])[\w:]")
-_ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s*)?([\w.:-]+)\s+(.*?)>", re.S | re.I)
-_HAS_ENTITY = re.compile(rb"<!ENTITY", re.I)
-_SAFE_VALUE = re.compile(rb"^(['\"])([^&%<'\"]{0,64})\1\s*$", re.S)
+# character fields). The body is first decoded exactly as feedparser would (BOM, XML
+# declaration, HTTP charset, RFC 3023 rules) so the defence reads text, not bytes in an
+# encoding it cannot see (UTF-16 without BOM, EBCDIC). The prolog is then rebuilt from what
+# an XML parser would read — comments, PIs and everything in the internal subset except
+# internal general entities dropped — and the total expansion of those entities is bounded.
 ENTITY_BUDGET = 1_000_000  # bytes that entity references may add to a document
+_XML_DECL = re.compile(rb"^\s*<\?xml[^>]*>")
+_DOCTYPE_SCAN = re.compile(rb"<!--|<\?|['\"\[\]>]")
+_ENTITY_DECL = re.compile(rb"""<!ENTITY\s+([^\s%"'<>&;]+)\s+(?:"([^"]*)"|'([^']*)')\s*>""", re.I)
+_DOCTYPE_HEAD = re.compile(rb"""^\s+[^\s\[>"'<]+"""
+                           rb"""(?:\s+(?:PUBLIC\s+("[^"<]*"|'[^'<]*')\s+|SYSTEM\s+)("[^"<]*"|'[^'<]*'))?\s*$""")
+_HAS_ENTITY = re.compile(rb"<!ENTITY", re.I)
+_NAME_START = re.compile(rb"[A-Za-z_:\x80-\xff]")
+# Counted with or without the ';': feedparser's fallback (sgmllib) also expands "&name ".
+_ENTITY_REF = re.compile(rb"&([^\s&;#<>\"'=/]+)")
+_BIG_CHARREF = re.compile(rb"&#(?:[xX]0*([0-9a-fA-F]{4,})|0*([0-9]{5,}))")
 
 
-def defuse_entities(body: bytes, url: str) -> bytes:
-    """Remove dangerous entity declarations from the prolog; refuse oversized expansion."""
-    m = _PROLOG_END.search(body)
-    end = m.start() if m else len(body)
-    if not _HAS_ENTITY.search(body, 0, end):
-        return body
-    if body[:2] in (b"\xff\xfe", b"\xfe\xff") or body[:4] in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00"):
-        raise ParseError(url, "UTF-16/32 documents with entity declarations are not accepted")
-    prolog, rest = body[:end], body[end:]
-    budget = 0
-    kept = []
+_BOMS = ((codecs.BOM_UTF32_BE, "utf-32be"), (codecs.BOM_UTF32_LE, "utf-32le"), (codecs.BOM_UTF8, "utf-8"),
+         (codecs.BOM_UTF16_BE, "utf-16be"), (codecs.BOM_UTF16_LE, "utf-16le"))
 
-    def judge(decl: re.Match[bytes]) -> bytes:
-        nonlocal budget
-        param, name, value = decl.group(1), decl.group(2), decl.group(3)
-        v = _SAFE_VALUE.match(value)
-        if param or v is None:  # parameter, external (SYSTEM/PUBLIC) or nested entities: dropped
-            return b""
-        uses = rest.count(b"&" + name + b";")
-        budget += len(v.group(2)) * uses
-        kept.append(name)
-        return decl.group(0)
 
-    prolog = _ENTITY_DECL.sub(judge, prolog)
-    if budget > ENTITY_BUDGET:
-        raise ParseError(url, f"entity expansion would add {budget:,} bytes (limit {ENTITY_BUDGET:,})")
-    return prolog + rest
+def _charset_utf8(headers: dict[str, str]) -> dict[str, str]:
+    """The same headers, with the Content-Type's charset saying what the body now is."""
+    ct = headers.get("content-type")
+    if ct is None:
+        return headers
+    media = ct.split(";", 1)[0].strip() or "application/xml"
+    return {**headers, "content-type": f"{media}; charset=utf-8"}
+
+
+def decode_body(body: bytes, headers: dict[str, str]) -> tuple[bytes, str, str]:
+    """The body as UTF-8 with an XML declaration saying so, the encoding it was read in, and
+    feedparser's complaint about the encoding if any (feedparser's own detection)."""
+    from feedparser.encodings import convert_to_utf8
+
+    ct = headers.get("content-type")
+    plain = headers if ct is None else {**headers, "content-type": ct.split(";", 1)[0]}
+    bom = next((enc for mark, enc in _BOMS if body.startswith(mark)), None)
+    if bom:  # a byte order mark outranks every declared charset (feedparser lets utf-8 win)
+        headers = {**headers, "content-type": f"{(ct or 'application/xml').split(';', 1)[0]}; charset={bom}"}
+    # Second try: without the declared encodings, when one of them breaks the decoder (a
+    # non-ASCII name, a codec that is not a text encoding).
+    for data, hdrs in ((body, headers), (_XML_DECL.sub(b"", body, count=1), plain)):
+        result: dict = {}
+        try:
+            data = convert_to_utf8(hdrs, data, result)
+        except Exception:
+            continue
+        encoding = result.get("encoding") or ""
+        if not encoding:  # nothing decoded it: what the fallback parser would do
+            data = data.decode("utf-8", "replace").encode("utf-8")
+        exc = result.get("bozo_exception")
+        return data, encoding, f"{type(exc).__name__}: {exc}" if exc else ""
+    text = body.decode("utf-8", "replace").lstrip("\ufeff")
+    text = "<?xml version='1.0' encoding='utf-8'?>\n" + re.sub(r"^\s*<\?xml[^>]*>", "", text)
+    return text.encode("utf-8"), "utf-8", "the declared encoding is unusable; read as UTF-8"
+
+
+def _doctype_end(data: bytes, start: int) -> tuple[int, int, int]:
+    """End of the DOCTYPE at `start`, and the bounds of its internal subset (-1 when none)."""
+    pos, sub_start, sub_end = start + 9, -1, -1
+    while m := _DOCTYPE_SCAN.search(data, pos):
+        tok, pos = m.group(), m.end()
+        if tok == b"<!--":
+            pos = _find_or_end(data, b"-->", pos) + 3
+        elif tok == b"<?":
+            pos = _find_or_end(data, b"?>", pos) + 2
+        elif tok in (b"'", b'"'):
+            pos = _find_or_end(data, tok, pos) + 1
+        elif tok == b"[" and sub_start < 0:
+            sub_start = pos
+        elif tok == b"]" and sub_start >= 0 and sub_end < 0:
+            sub_end = pos - 1
+        elif tok == b">" and (sub_start < 0 or sub_end >= 0):
+            return pos, sub_start, sub_end
+    return len(data), sub_start, sub_end
+
+
+def _find_or_end(data: bytes, what: bytes, pos: int) -> int:
+    i = data.find(what, pos)
+    return len(data) if i < 0 else i
+
+
+def _expansion(values: dict[bytes, bytes], url: str) -> dict[bytes, int]:
+    """Bytes each entity expands to, nested references included; recursion is refused."""
+    sizes: dict[bytes, int] = {}
+
+    def size(name: bytes, path: tuple[bytes, ...]) -> int:
+        if name in sizes:
+            return sizes[name]
+        if name in path:
+            raise ParseError(url, f"entity {name.decode(errors='replace')!r} refers to itself")
+        value = values[name]
+        n = len(value)
+        for ref in _ENTITY_REF.findall(value):
+            if ref in values:
+                n += size(ref, (*path, name)) - len(ref) - 2
+        sizes[name] = min(n, 1 << 62)
+        return sizes[name]
+
+    for name in values:
+        size(name, ())
+    return sizes
+
+
+def defuse_entities(data: bytes, url: str) -> bytes:
+    """Rebuild the prolog of a UTF-8 document so no parser can expand more than ENTITY_BUDGET.
+
+    Kept: the XML declaration, text, and each DOCTYPE reduced to its name, external id and
+    internal general entities. Dropped: comments and PIs before the root (so nothing in them
+    can hide a DOCTYPE from feedparser's own prolog handling), parameter and external
+    entities, and all other declarations."""
+    if not _HAS_ENTITY.search(data):
+        return data
+    decl = _XML_DECL.match(data)
+    pos = decl.end() if decl else 0
+    out = [decl.group().lstrip()] if decl else []
+    while True:
+        lt = data.find(b"<", pos)
+        if lt < 0:
+            out.append(data[pos:])
+            pos = len(data)
+            break
+        out.append(data[pos:lt])
+        if data.startswith(b"<!--", lt):
+            pos = _find_or_end(data, b"-->", lt + 4) + 3
+        elif data.startswith(b"<?", lt):
+            pos = _find_or_end(data, b"?>", lt + 2) + 2
+        elif data[lt:lt + 9].upper() == b"<!DOCTYPE":
+            pos, sub_start, sub_end = _doctype_end(data, lt)
+            head_end = sub_start - 1 if sub_start >= 0 else pos - 1
+            out.append(_safe_doctype(data[lt + 9:head_end], data[sub_start:sub_end] if sub_start >= 0 else b""))
+        elif data.startswith(b"<!", lt):
+            pos = _find_or_end(data, b">", lt) + 1
+        elif _NAME_START.match(data, lt + 1):
+            break  # the root element
+        else:  # a stray "<": text, as far as the prolog goes
+            out.append(b"<")
+            pos = lt + 1
+    doc = b"".join(out) + data[pos:]
+    # Declarations anywhere count, not only in the prolog as rebuilt: a parser that reads the
+    # document differently (feedparser's fallback) must not find an unbounded one either.
+    values: dict[bytes, bytes] = {}
+    for m in _ENTITY_DECL.finditer(doc):
+        value = m.group(2) if m.group(2) is not None else m.group(3)
+        if len(value) >= len(values.get(m.group(1), b"")):  # parsers differ on which one wins
+            values[m.group(1)] = value
+    if values:
+        sizes = _expansion(values, url)
+        uses: dict[bytes, int] = {}
+        for name in _ENTITY_REF.findall(doc):
+            if name in sizes:
+                uses[name] = uses.get(name, 0) + 1
+        total = sum(sizes[n] * k for n, k in uses.items())
+        if total > ENTITY_BUDGET:
+            raise ParseError(url, f"entity expansion would add {total:,} bytes (limit {ENTITY_BUDGET:,})")
+    return doc
+
+
+def _safe_doctype(head: bytes, subset: bytes) -> bytes:
+    m = _DOCTYPE_HEAD.match(head) if len(head) < 2000 else None
+    head = head.strip() if m else re.sub(rb"[^\w.:-]", b"", (head.split() or [b""])[0]) or b"feed"
+    decls = [m.group() for m in _ENTITY_DECL.finditer(subset)]
+    if not decls:
+        return b"\n<!DOCTYPE " + head + b">"
+    # On lines of their own: feedparser only finds DOCTYPE and ENTITY at the start of a line.
+    return b"\n<!DOCTYPE " + head + b" [\n" + b"\n".join(decls) + b"\n]>"
+
+
+def _charref(m: re.Match[bytes]) -> bytes:
+    digits = m.group(1) or m.group(2)
+    if len(digits) <= 7:
+        c = int(digits, 16 if m.group(1) else 10)
+        if c <= 0x10FFFF and not 0xD800 <= c <= 0xDFFF:
+            return m.group()
+    return b"&#xFFFD"
+
+
+def fix_charrefs(data: bytes) -> bytes:
+    """Character references to no character (beyond U+10FFFF, surrogates) become U+FFFD:
+    feedparser's fallback parser calls chr() on them and crashes."""
+    return _BIG_CHARREF.sub(_charref, data)
 
 
 def _entry_time(entry, fetched: datetime) -> datetime:
@@ -169,44 +326,91 @@ def _content(entry) -> str:
 def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
                fetched: datetime) -> ParsedFeed:
     """Parse one feed body; raises ParseError when nothing can be recovered."""
-    body = defuse_entities(body, url)
-    d = feedparser.parse(body, response_headers=headers, sanitize_html=False,
-                         resolve_relative_uris=False)
-    warnings = []
+    headers = {k.lower(): v for k, v in headers.items()}
+    data, encoding, problem = decode_body(body, headers)
+    data = fix_charrefs(defuse_entities(data, url))
+    try:
+        # A stream, never bytes: feedparser opens a bytes argument as a file name if it can.
+        d = feedparser.parse(io.BytesIO(data), response_headers=_charset_utf8(headers),
+                             sanitize_html=False, resolve_relative_uris=False)
+    except MemoryError:
+        raise  # the caller knows the memory cap and says so
+    except Exception as e:  # feedparser's own bugs on odd input (KeyError 'tags', …)
+        raise ParseError(url, f"the feed parser failed: {type(e).__name__}: {e}") from None
+    warnings = [problem] if problem else []
     if d.bozo:
         exc = d.get("bozo_exception")
-        warnings.append(f"{type(exc).__name__}: {exc}" if exc else "malformed feed")
+        if not (problem and isinstance(exc, NonXMLContentType)):  # already said, with the real charset
+            warnings.append(f"{type(exc).__name__}: {exc}" if exc else "malformed feed")
     if not d.entries and not d.get("version"):
-        reason = warnings[0] if warnings else "no RSS or Atom document found"
+        reason = warnings[-1] if warnings else "no RSS or Atom document found"
         raise ParseError(url, f"not a feed ({reason})")
     feed = d.feed
-    language = (feed.get("language") or "").split("-")[0].lower()
     articles = []
     for entry in d.entries:
         try:
-            articles.append(_article(entry, url, source, fetched))
+            articles.append(_article(entry, url, source, fetched, warnings))
         except Exception as e:  # one bad entry never costs the others
-            warnings.append(f"entry {entry.get('id') or entry.get('link') or '?'} skipped: {e}")
-    ttl = feed.get("ttl")
+            warnings.append(f"entry {_entry_name(entry)} skipped: {type(e).__name__}: {e}"[:500])
+    title = _capped(html_to_text(feed.get("title") or ""), "feed title", MAX_TITLE, warnings)
+    if len(warnings) > MAX_WARNINGS:  # each is logged: a broken feed must not flood the log
+        warnings[MAX_WARNINGS - 1:] = [f"… and {len(warnings) - MAX_WARNINGS + 1:,} more problems"]
     return ParsedFeed(
-        articles=tuple(articles), warnings=tuple(warnings), encoding=d.get("encoding") or "",
-        version=d.get("version") or "", title=html_to_text(feed.get("title") or ""),
-        language=language, ttl_minutes=int(ttl) if ttl and str(ttl).isdigit() else None)
+        articles=tuple(articles), warnings=tuple(warnings), encoding=encoding,
+        version=d.get("version") or "",
+        title=title,
+        language=_language(feed.get("language")), ttl_minutes=_ttl(feed.get("ttl")))
 
 
-def _article(entry, url: str, source: str, fetched: datetime) -> Article:
-    title = plain_or_html(entry.get("title") or "", entry.get("title_detail"))
-    summary = plain_or_html(entry.get("summary") or "", entry.get("summary_detail"))
-    content = _content(entry)
+# Caps on what one entry can store: a hostile or broken feed must not become a 50-million-
+# character article. Truncation is reported as a warning.
+MAX_TITLE = 2_000
+MAX_BODY = 1_000_000  # each of summary and content
+MAX_LINK = 4_096
+MAX_WARNINGS = 20
+_TTL = re.compile(r"\s*([0-9]{1,7})\s*")
+
+
+def _ttl(value) -> int | None:
+    """Minutes from <ttl>, only when it is plain ASCII digits of sane length (not '²')."""
+    m = _TTL.fullmatch(str(value or ""))
+    return (int(m.group(1)) or None) if m else None
+
+
+def _language(value) -> str:
+    code = str(value or "").split("-")[0].strip().lower()
+    return code if len(code) <= 8 and code.isascii() and code.isalpha() else ""
+
+
+def _entry_name(entry) -> str:
+    return str(entry.get("id") or entry.get("link") or "?")[:200]
+
+
+def _capped(value: str, what: str, limit: int, warnings: list[str]) -> str:
+    if len(value) <= limit:
+        return value
+    warnings.append(f"{what} truncated from {len(value):,} to {limit:,} characters")
+    return value[:limit]
+
+
+def _article(entry, url: str, source: str, fetched: datetime, warnings: list[str]) -> Article:
+    name = _entry_name(entry)
+    title = _capped(plain_or_html(entry.get("title") or "", entry.get("title_detail")),
+                    f"entry {name}: title", MAX_TITLE, warnings)
+    summary = _capped(plain_or_html(entry.get("summary") or "", entry.get("summary_detail")),
+                      f"entry {name}: summary", MAX_BODY, warnings)
+    content = _capped(_content(entry), f"entry {name}: content", MAX_BODY, warnings)
     if content == summary:
         content = ""
-    link = (entry.get("link") or "").strip()
+    link = _C0.sub("", str(entry.get("link") or "")).strip()
+    if len(link) > MAX_LINK:  # a cut link leads somewhere else: better none
+        warnings.append(f"entry {name}: link of {len(link):,} characters dropped (limit {MAX_LINK:,})")
+        link = ""
     published = _entry_time(entry, fetched)
     if not (title or summary or content or link):
         raise ValueError("entry has no title, text or link")
     return Article(
-        id=article_id(entry.get("id") or "", link, title, entry.get("published") or ""),
+        id=article_id(str(entry.get("id") or ""), link, title, str(entry.get("published") or "")),
         feed_url=url, source=source, title=title, summary=summary, content=content,
-        link=link, published=published, fetched=fetched,
-        language=(entry.get("language") or "").split("-")[0].lower() if entry.get("language") else "",
+        link=link, published=published, fetched=fetched, language=_language(entry.get("language")),
     )

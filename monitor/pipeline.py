@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing
 import random
+import signal
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,7 +28,7 @@ from monitor import intervals
 from monitor.analysis import analyze_article
 from monitor.config import Config, FeedConfig
 from monitor.dedup import Decision, decide
-from monitor.errors import FeedError, IndexError_, ParseError, RetryLater
+from monitor.errors import FeedError, IndexError_, ParseError, QueryError, RetryLater
 from monitor.fetcher import Fetcher, FetchSettings
 from monitor.highlight import snippet
 from monitor.models import FeedState
@@ -42,15 +43,23 @@ log = logging.getLogger("raqib.pipeline")
 # ---- CPU stage, run in worker processes ----
 
 _WORKER_TAGGER: Tagger | None = None
+_WORKER_TIMEOUT = 0.0
+_WORKER_MEMORY = 0
+HARD_DEADLINE_GRACE = 30.0  # seconds the parent adds to a worker's own deadline (start-up, queueing)
 
 
-WORKER_MEMORY_LIMIT = 2 * 1024**3  # a hostile feed may kill a worker, never the machine
+class _Deadline(BaseException):
+    """Raised by SIGALRM inside a parse; a BaseException so no library's `except Exception`
+    swallows it and carries on."""
+
+
+def _on_alarm(signum, frame) -> None:
+    raise _Deadline
 
 
 def _die_with_parent() -> None:
     """A parse worker must not outlive a killed service (SIGKILL leaves no time to clean up)."""
     import os
-    import signal
 
     try:
         import ctypes
@@ -63,26 +72,155 @@ def _die_with_parent() -> None:
         os._exit(0)
 
 
-def _init_worker(rules: tuple[TopicRule, ...]) -> None:
-    global _WORKER_TAGGER
+def _init_worker(rules: tuple[TopicRule, ...], memory_limit: int = 0, timeout: float = 0.0) -> None:
+    """A hostile feed may cost a worker its memory or its time, never the machine's."""
+    global _WORKER_TAGGER, _WORKER_TIMEOUT, _WORKER_MEMORY
     _die_with_parent()
-    try:
-        import resource
+    if memory_limit:
+        _WORKER_MEMORY = memory_limit
+        try:
+            import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_LIMIT, WORKER_MEMORY_LIMIT))
-    except (ImportError, ValueError, OSError):
-        pass
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        except (ImportError, ValueError, OSError):
+            pass
+    if timeout and hasattr(signal, "setitimer"):
+        signal.signal(signal.SIGALRM, _on_alarm)
+        _WORKER_TIMEOUT = timeout
     _WORKER_TAGGER = Tagger(rules)
 
 
 def parse_and_analyze(body: bytes, headers: dict[str, str], url: str, source: str,
                       fetched: datetime, declared_language: str, tagger: Tagger | None = None) -> ParsedFeed:
-    """Parse a feed body and tag its articles (runs in a worker process)."""
+    """Parse a feed body and tag its articles (in a worker process unless `tagger` is given).
+
+    Whatever goes wrong is this feed's ParseError: a bug in a library, a MemoryError under the
+    worker's cap, the deadline. Nothing unpicklable crosses back to break the pool."""
+    timed = tagger is None and _WORKER_TIMEOUT > 0
     tagger = tagger or _WORKER_TAGGER
     assert tagger is not None
-    parsed = parse_feed(body, headers, url, source, fetched)
-    lang = declared_language or parsed.language
-    return replace(parsed, articles=tuple(analyze_article(a, tagger, lang) for a in parsed.articles))
+    try:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, _WORKER_TIMEOUT)
+        try:
+            parsed = parse_feed(body, headers, url, source, fetched)
+            lang = declared_language or parsed.language
+            return replace(parsed, articles=tuple(analyze_article(a, tagger, lang) for a in parsed.articles))
+        finally:
+            if timed:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    except ParseError:
+        raise
+    except _Deadline:
+        raise ParseError(url, f"parsing took longer than {_WORKER_TIMEOUT:g} s") from None
+    except MemoryError:
+        cap = f" ({_WORKER_MEMORY // 2**20:,} MB, parse.memory_mb)" if _WORKER_MEMORY else ""
+        raise ParseError(url, f"parsing needed more memory than a parse worker may use{cap}") from None
+    except Exception as e:
+        raise ParseError(url, f"parsing failed: {type(e).__name__}: {e}"[:1000]) from None
+
+
+class _BrokenBefore(BrokenProcessPool):
+    """The pool was already broken when a parse was submitted: no verdict on that feed."""
+
+
+class ParseWorkers(Executor):
+    """Parse processes under a memory cap and a per-parse deadline, where one feed's failure
+    stays its own.
+
+    A worker that dies breaks its pool and every future in flight on it. The feeds that were
+    in flight are re-run one at a time in a pool of their own: a feed that kills that pool too
+    is the culprit and gets the ParseError; the others parse normally. A parse that ignores
+    its in-worker deadline (stuck in C code) is stopped by killing its pool, the same way.
+    With `workers == 0` parsing runs on a thread of this process: no cap and no deadline
+    (for debugging and tests)."""
+
+    def __init__(self, rules: tuple[TopicRule, ...], tagger: Tagger, workers: int,
+                 memory_mb: int, timeout: float):
+        self._rules, self._tagger, self._workers = rules, tagger, workers
+        self._memory = memory_mb * 1024 * 1024
+        self._timeout = timeout
+        self._pool: Executor = (ThreadPoolExecutor(1, thread_name_prefix="raqib-parse") if workers == 0
+                                else self._new_pool(workers))
+        self._alone: Executor | None = None
+        # Two parses per worker in flight: workers never idle, and a pool that breaks takes
+        # few innocent feeds with it (the executor fails everything queued on it, too).
+        self._slots = asyncio.Semaphore(max(1, 2 * workers))
+        self._suspects = asyncio.Lock()
+
+    @classmethod
+    def from_config(cls, config: Config, tagger: Tagger | None = None, workers: int | None = None) -> ParseWorkers:
+        p = config.settings.parse
+        return cls(rules_from_config(config.topics), tagger or build_tagger(config.topics),
+                   p.workers if workers is None else workers, p.memory_mb, p.timeout)
+
+    def _new_pool(self, n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker,
+                                   initargs=(self._rules, self._memory, self._timeout))
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Other CPU work may share the parse pool (Executor interface)."""
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for pool in (self._pool, self._alone):
+            if pool is not None:
+                pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    async def parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
+                    now: datetime) -> ParsedFeed:
+        args = (body, headers, feed.url, feed.id, now, feed.language)
+        if self._workers == 0:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, parse_and_analyze, *args, self._tagger)
+        async with self._slots:
+            for _ in range(2):
+                pool = self._pool
+                try:
+                    return await self._run(pool, args, feed.url)
+                except _BrokenBefore:  # another feed broke it a moment ago: use the fresh one
+                    self._retire(pool)
+                except BrokenProcessPool:
+                    self._retire(pool)
+                    break
+        async with self._suspects:  # this feed, or another in flight with it, killed a worker
+            for _ in range(3):
+                if self._alone is None:
+                    self._alone = self._new_pool(1)
+                alone = self._alone
+                try:
+                    return await self._run(alone, args, feed.url)
+                except _BrokenBefore:  # broken before this feed was handed to it
+                    self._retire(alone)
+                except BrokenProcessPool:
+                    self._retire(alone)
+                    break
+            raise ParseError(feed.url, "the parser process died on this feed (out of memory or crashed)")
+
+    async def _run(self, pool: Executor, args: tuple, url: str) -> ParsedFeed:
+        try:
+            future = asyncio.get_running_loop().run_in_executor(pool, parse_and_analyze, *args)
+        except BrokenProcessPool:
+            raise _BrokenBefore from None
+        try:
+            return await asyncio.wait_for(future, 2 * self._timeout + HARD_DEADLINE_GRACE)
+        except TimeoutError:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.kill()  # the only way to stop a parse stuck in C code
+            self._retire(pool)
+            raise ParseError(url, f"parsing took longer than {self._timeout:g} s; "
+                                  "the parser process was stopped") from None
+
+    def _retire(self, pool: Executor) -> None:
+        """A broken pool is replaced once, by whichever of its feeds notices first."""
+        if pool is self._pool:
+            self._pool = self._new_pool(self._workers)
+        elif pool is self._alone:
+            self._alone = None
+        else:
+            return
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -122,10 +260,8 @@ class Pipeline:
         self._db_pool = ThreadPoolExecutor(1, thread_name_prefix="raqib-store")
         self.index = index or make_index(config, self.db_path)
         self.tagger = build_tagger(config.topics)
-        n = config.settings.parse.workers if workers is None else workers
-        self._workers = n
-        self._in_process = n == 0
-        self._cpu: Executor = self._make_cpu_pool()
+        self._workers = config.settings.parse.workers if workers is None else workers
+        self._cpu = self._make_cpu_pool()
         self.fetcher = Fetcher(fetch_settings(config))
         self.matcher = Matcher()
         self.subscriptions: dict[str, Subscription] = {}
@@ -136,12 +272,8 @@ class Pipeline:
         self._worker_id: str | None = None
         self.on_alerts: list = []  # callbacks woken when the outbox grows
 
-    def _make_cpu_pool(self) -> Executor:
-        if self._in_process:
-            return ThreadPoolExecutor(1, thread_name_prefix="raqib-parse")
-        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker,
-                                   initargs=(rules_from_config(self.config.topics),))
+    def _make_cpu_pool(self) -> ParseWorkers:
+        return ParseWorkers.from_config(self.config, self.tagger, self._workers)
 
     async def __aenter__(self) -> Pipeline:
         await self.fetcher.__aenter__()
@@ -197,17 +329,22 @@ class Pipeline:
 
                 d, new_state = await self.db(self._decide_and_store, parsed.articles, state_after)
                 report.new, report.updated, report.unchanged = len(d.new), len(d.updated), d.unchanged
-        except FeedError as e:
+        except Exception as e:  # whatever failed, it is this feed's recorded error, with back-off
+            if isinstance(e, FeedError):
+                reason = e.reason
+            else:
+                log.exception("feed poll failed unexpectedly", extra={"feed": feed.id, "url": feed.url})
+                reason = f"internal error: {type(e).__name__}: {e}"[:1000]
             retry_after = e.retry_after if isinstance(e, RetryLater) else None
             report.status = "retry-later" if retry_after is not None else "error"
-            report.error = e.reason
+            report.error = reason
             count = state.error_count + 1
             base = state.interval or feed.interval or sched.default_interval
             delay = intervals.error_delay(base, count, sched, retry_after)
-            new_state = replace(state, error_count=count, last_error=e.reason, last_fetched=now,
+            new_state = replace(state, error_count=count, last_error=reason, last_fetched=now,
                                 next_due=now + timedelta(seconds=delay))
             await self.db(self.store.save_feed_state, new_state)
-            log.error("feed failed", extra={"feed": feed.id, "url": feed.url, "error": e.reason,
+            log.error("feed failed", extra={"feed": feed.id, "url": feed.url, "error": reason,
                                             "errors_in_a_row": count, "retry_in": round(delay)})
         report.elapsed = time.monotonic() - started
         report.next_due = new_state.next_due
@@ -230,20 +367,7 @@ class Pipeline:
 
     async def _parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
                      now: datetime) -> ParsedFeed:
-        loop = asyncio.get_running_loop()
-        args = (body, headers, feed.url, feed.id, now, feed.language)
-        if self._in_process:
-            return await loop.run_in_executor(self._cpu, parse_and_analyze, *args, self.tagger)
-        pool = self._cpu
-        try:
-            return await loop.run_in_executor(pool, parse_and_analyze, *args)
-        except BrokenProcessPool:
-            # A worker died (out of memory on a hostile body, or killed): this feed fails,
-            # a fresh pool serves the others.
-            if self._cpu is pool:
-                self._cpu = self._make_cpu_pool()
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise ParseError(feed.url, "the parser process died on this feed (too large or hostile?)") from None
+        return await self._cpu.parse(body, headers, feed, now)
 
     async def poll_all(self, feeds: list[FeedConfig], on_done=None) -> list[FeedReport]:
         """Poll many feeds concurrently; one feed's failure never affects another."""
@@ -296,10 +420,9 @@ class Pipeline:
         v = await self.db(version, self.store)
         if v == self._subs_version:
             return
-        subs = await self.db(load_all, self.store)
-        self.subscriptions = {s.id: s for s in subs}
         # Parsing 100k rules and building the matcher takes seconds: never on the event loop.
-        self._keys = await asyncio.to_thread(lambda: {s.id: positive_keys(parse(s.query)) for s in subs})
+        subs, self._keys = await asyncio.to_thread(_loadable, await self.db(load_all, self.store))
+        self.subscriptions = {s.id: s for s in subs}
         if self._percolator:
             await self.index.put_subscriptions([(s.id, s.query) for s in subs])  # type: ignore[attr-defined]
         else:
@@ -346,6 +469,21 @@ class Pipeline:
                         source=a.source, link=a.link, topics=a.topics, snippet=snip,
                         published=a.published, language=a.language)))
         return items
+
+
+def _loadable(subs: list[Subscription]) -> tuple[list[Subscription], dict[str, set[str]]]:
+    """The subscriptions whose queries parse, with their keys; one stored query that a newer
+    parser refuses is logged and skipped, never the end of everyone's alerts."""
+    ok, keys = [], {}
+    for s in subs:
+        try:
+            keys[s.id] = positive_keys(parse(s.query))
+        except QueryError as e:
+            log.error("subscription skipped: its query no longer parses",
+                      extra={"subscription": s.id, "error": str(e)[:300]})
+            continue
+        ok.append(s)
+    return ok, keys
 
 
 MAX_INDEX_ATTEMPTS = 5  # refusals of one article before it becomes a dead letter

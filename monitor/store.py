@@ -278,6 +278,10 @@ class Store:
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM articles").fetchone()[0]
 
+    def sources(self) -> list[str]:
+        """The feed ids that stored articles came from."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT source FROM articles")]
+
     def pending(self, flag: str, limit: int = 500, after: int = 0) -> list[Pending]:
         """Articles not yet indexed (flag='indexed') or matched (flag='matched'), oldest first,
         one page after rowid `after` (a drain pages through, so a refused article never

@@ -127,3 +127,50 @@ def test_index_status_and_reindex(tmp_path):
     assert r.returncode == 0 and "reindexed 2" in r.stdout
     r = raqib("search", "للناتو", "--json", "--config", str(cfg))
     assert json.loads(r.stdout)["total"] == 1
+
+
+def _stored(tmp_path, n: int = 30):
+    from monitor.store import Store
+    from tests.helpers import make_article
+
+    store = Store(tmp_path / "raqib.db")
+    store.ingest([make_article(f"الناتو {i}", "كورسك" if i % 2 else "قمة", link=f"https://x.org/{i}")
+                  for i in range(n)], [], {}, None)
+    store.close()
+    r = raqib("index", "reindex", "--data-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_query_may_start_with_a_dash(tmp_path):
+    _stored(tmp_path)
+    r = raqib("search", "-كورسك", "--data-dir", str(tmp_path), "--json", "--limit", "100")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["total"] == 15
+
+
+def test_unknown_topics_sources_and_fields_are_named_errors(tmp_path):
+    _stored(tmp_path, 2)
+    for query, says in [("topic:natoo", "unknown topic 'natoo' (topics: budapest_memorandum, kursk, nato"),
+                        ("source:nosuchfeed", "unknown source 'nosuchfeed'"), ("foo:bar", "foo")]:
+        r = raqib("search", query, "--data-dir", str(tmp_path))
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, (query, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+    # a source that only the store still knows (a feed removed from feeds.yaml) is searchable
+    assert raqib("search", "source:test", "--data-dir", str(tmp_path)).returncode == 0
+    r = raqib("subscriptions", "add", "x", "topic:natoo", "--channel", "log", "--yes", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "unknown topic" in r.stderr
+
+
+def test_limits_and_numbers_are_checked_in_one_line(tmp_path):
+    for args in (["--limit", "0"], ["--limit", "-5"], ["--limit", "1" * 20], ["--cursor", "9" * 30]):
+        r = raqib("search", "الناتو", "--data-dir", str(tmp_path), *args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_output_into_a_closed_pipe_is_quiet(tmp_path):
+    _stored(tmp_path, 1000)  # ~150 KB of output: more than a pipe holds
+    p = subprocess.run(f"{sys.executable} -m monitor.cli search الناتو --limit 1000 --data-dir {tmp_path} | head -1",
+                       shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.stdout.strip() == "1000 articles"
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr

@@ -293,7 +293,7 @@ def test_an_index_built_by_the_old_tokenizer_is_rebuilt(tmp_path):
     conn.commit()
     conn.close()
     index = SqliteIndex(tmp_path / "raqib.db")
-    assert [a.id for _, a in store.pending("indexed")] == [arts[0].id]  # back on the queue
+    assert [p.article.id for p in store.pending("indexed")] == [arts[0].id]  # back on the queue
     index.index_sync(arts)
     assert {h.article.id for h in index.search_sync("قمة").hits} == {arts[0].id}
     index.conn.close()

@@ -101,3 +101,23 @@ def test_index_status_and_reindex_from_the_command_line(tmp_path):
     assert r.returncode == 0 and "reindexed 3 articles" in r.stdout, r.stderr
     st = json.loads(raqib("index", "status", "--json").stdout)
     assert st["waiting_to_index"] == 0 and st["indexed_documents"] == 3
+
+
+async def test_the_embedded_health_check_checks(tmp_path):
+    store = Store(tmp_path / "raqib.db")
+    arts = _fill(store, 4)
+    index = SqliteIndex(tmp_path / "raqib.db")
+    assert (await index.health())["status"] == "green"  # nothing indexed, nothing claimed
+    store.mark("indexed", [(i + 1, 1) for i in range(4)])  # the store claims what the index lacks
+    h = await index.health()
+    assert h["status"] == "yellow" and "holds 0 documents" in h["problems"][0]
+    await index.index(arts)
+    assert (await index.health())["status"] == "green"
+    blocker = Store(tmp_path / "raqib.db")
+    blocker.conn.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    h = await index.health()
+    assert h["status"] == "yellow" and any("write lock" in p for p in h["problems"])
+    blocker.conn.execute("ROLLBACK")
+    blocker.close()
+    await index.close()
+    store.close()
