@@ -777,10 +777,27 @@ def load_config(config_dir: str | Path, data_dir: str | Path | None = None,
     topics = _validate(TopicsFile, *_read_file(cdir / "topics.yaml"))
     alerts_path = cdir / "alerts.yaml"
     alerts = _validate(AlertsFile, *_read_file(alerts_path)) if alerts_path.exists() else AlertsFile()
+    _check_subscription_names(alerts, feeds.feeds, topics.topics, alerts_path)
     ddir = Path(data_dir) if data_dir else Path(settings.data_dir)
     if not ddir.is_absolute() and data_dir is None and "RAQIB_DATA_DIR" not in env:
         ddir = Path.cwd() / ddir
     return Config(settings, feeds.feeds, topics.topics, alerts, cdir, ddir)
+
+
+def _check_subscription_names(alerts: AlertsFile, feeds, topics, path: Path) -> None:
+    """A subscription naming a topic or source that does not exist would be saved and never
+    fire: refuse it at load, with the valid names."""
+    from monitor.errors import QueryError
+    from monitor.query import parse, validate
+
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    for i, sub in enumerate(alerts.subscriptions):
+        try:
+            validate(parse(sub.query), [t.id for t in topics], [f.id for f in feeds])
+        except QueryError as e:
+            line = _line_of(text, ("subscriptions", i, "query"))
+            raise ConfigError(f"{path}:{line}: subscriptions[{i}].query: {_one_line(str(e))}" if line else
+                              f"{path}: subscriptions[{i}].query: {_one_line(str(e))}") from None
 
 
 def _read_file(path: Path) -> tuple[Any, Path, str]:

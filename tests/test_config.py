@@ -69,3 +69,18 @@ def test_cli_exits_2_without_traceback(cfg):
     assert r.returncode == 2
     assert "feeds.yaml" in r.stderr and "feeds[0].id" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_subscription_naming_an_unknown_topic_or_source_is_refused(tmp_path):
+    from monitor.config import load_config
+    from monitor.errors import ConfigError
+    from tests.e2e_setup import write_config
+
+    for query, says in [("topic:natoo", "unknown topic 'natoo'"), ("source:nosuch", "unknown source 'nosuch'")]:
+        cfg = write_config(tmp_path / query.replace(":", "_"), [("bbc-arabic", "http://127.0.0.1:1/f.xml")],
+                           channels={"log": {"type": "log"}},
+                           subscriptions=[{"id": "ok", "query": "source:bbc topic:nato", "channels": ["log"]},
+                                          {"id": "bad", "query": query, "channels": ["log"]}])
+        with pytest.raises(ConfigError) as e:
+            load_config(cfg)
+        assert "alerts.yaml:" in str(e.value) and "subscriptions[1].query" in str(e.value) and says in str(e.value)

@@ -153,6 +153,7 @@ def test_empty_context_and_exclude_phrases_refused(cfg):
 
 def test_numeric_alias_is_still_text(cfg):
     (cfg / "topics.yaml").write_text("topics:\n  - id: t\n    aliases: [1994, كورسك]\n", encoding="utf-8")
+    (cfg / "alerts.yaml").write_text("subscriptions: []\n", encoding="utf-8")  # they name topic:nato
     assert load_config(cfg, env={}).topics[0].aliases == ("1994", "كورسك")
 
 
