@@ -32,6 +32,7 @@ from monitor.store import Store
 from monitor.topics import build_tagger
 from tests.corpus import topical_docs
 from tests.helpers import make_article
+from tests.opensearch_node import NODES
 
 from tests.test_search import QUERIES
 
@@ -104,10 +105,11 @@ def embedded(corpus, stored, tmp_path_factory):
     store.close()
 
 
-@pytest.fixture(params=["opensearch", "elasticsearch"])
+@pytest.fixture(params=list(NODES))
 def flavor_url(request):
-    name = "opensearch_url" if request.param == "opensearch" else "elasticsearch_url"
-    return request.param, request.getfixturevalue(name)
+    """(flavor, url) of each real node: OpenSearch, Elasticsearch 9 and 8."""
+    flavor = NODES[request.param][0]
+    return flavor, request.getfixturevalue(f"{request.param}_url")
 
 
 async def _drop(ix: EngineIndex) -> None:
