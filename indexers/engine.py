@@ -816,19 +816,21 @@ class EngineIndex:
         query = {"range": {"claimed_at": {"lt": before_ms}}}
         assert self.capabilities is not None
         if self.capabilities.delete_by_query:
+            # claims are written without a refresh (hot path); this hourly purge must see them
+            await self._api("refresh claims", self.client.indices.refresh(index=index))
             resp = await self._api("delete old claims", self.client.delete_by_query(
                 index=index, body={"query": query}, conflicts="proceed", wait_for_completion=wait,
                 refresh=wait))
             return int(resp.get("deleted", 0)) if wait else None
         deleted = 0
         for _page in range(50):
+            await self._api("refresh claims", self.client.indices.refresh(index=index))
             resp = await self._search(index, {"query": query, "size": 1000, "_source": False,
                                               "track_total_hits": False}, "list old claims")
             ids = [h["_id"] for h in resp["hits"]["hits"]]
             if ids:
                 await self._bulk([({"delete": {"_index": index, "_id": i}}, None) for i in ids], ids,
                                  ignore_missing_deletes=True)
-                await self._api("refresh claims", self.client.indices.refresh(index=index))
                 deleted += len(ids)
             if len(ids) < 1000:
                 break

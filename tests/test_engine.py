@@ -567,6 +567,81 @@ async def test_percolator_fires_exactly_what_the_matcher_fires(make_engine, corp
     assert await ix.percolate(corpus[:5]) == {a.id: [] for a in corpus[:5]}
 
 
+# ------------------------------------------------- shared cluster state ----
+
+async def test_capabilities_are_probed_and_mappings_follow_them(make_engine, flavor_url):
+    """OpenSearch here carries every module Raqib uses; Elastic's integ-test builds none of
+    them. Either way the probe says so, the mappings use only what exists, and
+    health()["server"] reports it with the supported and tested versions."""
+    flavor, _ = flavor_url
+    ix = make_engine()
+    await ix.ensure_setup()
+    caps = ix.capabilities
+    assert caps is not None and caps.flavor == flavor and caps.version
+    if flavor == "opensearch":
+        assert caps.missing() == [] and ix.supports_percolation is True
+    else:  # the test distribution (scripts/elasticsearch.sh), not a production cluster
+        assert caps.version.split(".")[0] in ("8", "9")
+        assert set(caps.missing()) == {"percolator", "arabic_analyzer", "english_analyzer",
+                                       "whitespace_tokenizer", "delete_by_query"}
+        assert ix.supports_percolation is False
+    mapping = (await ix._api("mapping", ix.client.indices.get_mapping(index=ix.names.first_index)))
+    props = mapping[ix.names.first_index]["mappings"]["properties"]
+    assert ("en" in props["title"].get("fields", {})) == caps.english_analyzer
+    assert props["title_tokens"]["analyzer"] == ("raqib_tokens" if caps.whitespace_tokenizer else "keyword")
+    server = (await ix.health())["server"]
+    assert server["version"] == caps.version and server["tested_versions"]
+    assert server["alerts"] == ("percolator" if caps.percolator else
+                                "embedded matcher (the cluster has no percolator)")
+    assert server["capabilities"] == {k: getattr(caps, k) for k in server["capabilities"]}
+
+
+async def test_a_restarting_worker_keeps_the_other_workers_subscriptions(make_engine):
+    """put_subscriptions stores a worker's own changes only: a worker that starts (and so
+    knows nothing it stored before) never deletes what another worker stored."""
+    prefix = f"rqt-{uuid.uuid4().hex[:10]}"
+    a, b = make_engine(prefix=prefix), make_engine(prefix=prefix)
+    art = make_article("الناتو ومذكرة بودابست", "قال الأمين العام لحلف الناتو إن مذكرة بودابست قائمة")
+    await a.put_subscriptions([("a1", "الناتو")])
+    await b.put_subscriptions([("b1", '"مذكرة بودابست"'), ("b2", "كورسك")])
+    restarted = make_engine(prefix=prefix)  # worker A again, after a restart
+    await restarted.put_subscriptions([("a1", "الناتو")])
+    shared = b.supports_percolation  # the percolator holds every worker's subscriptions
+    assert (await b.percolate([art]))[art.id] == (["a1", "b1"] if shared else ["b1"])
+    if shared:
+        assert (await b.health())["subscriptions"] == 3
+    # the one that removes a subscription removes it, and only it
+    await restarted.sync_subscriptions([], ["a1"])
+    await b.put_subscriptions([("b1", '"مذكرة بودابست"')])  # b2 dropped by its owner
+    assert (await b.percolate([art]))[art.id] == ["b1"]
+    assert (await restarted.percolate([art]))[art.id] == (["b1"] if shared else [])
+    if shared:
+        assert (await b.health())["subscriptions"] == 1
+    with pytest.raises(QueryError):  # a bad query changes nothing
+        await b.sync_subscriptions([("bad", "(كورسك")], ["b1"])
+    assert (await b.percolate([art]))[art.id] == ["b1"]
+
+
+async def test_delivery_claims_have_a_mapping_an_owner_and_a_retention(make_engine):
+    ix = make_engine()
+    other = make_engine(prefix=ix.names.prefix)
+    ids = [f"d{i}" for i in range(5)]
+    assert await ix.claim_deliveries(ids, "worker-a") == set(ids)
+    assert await other.claim_deliveries(ids + ["d9"], "worker-b") == {"d9"}
+    assert await ix.claim_deliveries(ids, "worker-a") == set(ids)  # a restart re-claims its own
+    name = ix.names.deliveries
+    mapping = (await ix._api("mapping", ix.client.indices.get_mapping(index=name)))[name]["mappings"]
+    assert mapping["dynamic"] == "strict"
+    assert mapping["properties"] == {"owner": {"type": "keyword"},
+                                     "claimed_at": {"type": "date", "format": "epoch_millis"}}
+    # retention: nothing is young enough to go by default; all of it is old a minute from now
+    assert await ix.purge_claims(wait=True) in (0, None)
+    assert await other.claim_deliveries(ids, "worker-b") == set()
+    import time as _time
+    assert await ix.purge_claims(before_ms=int(_time.time() * 1000) + 60_000, wait=True) == 6
+    assert await other.claim_deliveries(ids, "worker-b") == set(ids)
+
+
 # ---------------------------------------------------------- three nodes ----
 
 @pytest.mark.slow
