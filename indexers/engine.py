@@ -350,6 +350,8 @@ class EngineIndex:
         except CLIENT_ERRORS as e:
             if _status(e) == 400:  # "failed to find analyzer/tokenizer"
                 return False
+            if _status(e) in (401, 403):  # a restricted API key: assume a full distribution
+                return True
             raise IndexError_(f"{self.flavor}: probing analyzers failed: {_describe(e)}") from e
 
     async def probe(self) -> Capabilities:

@@ -5,11 +5,11 @@ Maven repository and the unpacked distributions are shared).
 
 Fixtures:
 
-- `opensearch_url`, `es9_url`, `es8_url` (session): a fresh single node, stopped at the end
-  of the session; or a node you run yourself, never stopped here, from
+- `opensearch_url`, `es9_url`, `es8_url` (session): a fresh single node, started in the
+  background at the start of the session together with the others the selected tests use
+  and stopped at its end; or a node you run yourself, never stopped here, from
   RAQIB_TEST_OPENSEARCH_URL, RAQIB_TEST_ES9_URL (or RAQIB_TEST_ELASTICSEARCH_URL),
   RAQIB_TEST_ES8_URL.
-- `engine_node` (session, parametrized by tests): see NODES.
 - `opensearch_cluster` (function): a separate three-node OpenSearch cluster with its own run
   directory; stopped when the test ends. Gives a `Cluster` with `urls` and `stop_node()`.
 
@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,11 +69,13 @@ def new_run_dir(name: str) -> str:
     return tempfile.mkdtemp(prefix=f"raqib-{name}-")
 
 
-def start(script: str, run_dir: str, *args: str) -> list[str]:
-    """Start node(s); returns their URLs. Skips when a tool is missing, fails otherwise."""
+def start(script: str, run_dir: str, *args: str,
+          result: subprocess.CompletedProcess | None = None) -> list[str]:
+    """Start node(s) (or take the `result` of a start already run); returns their URLs.
+    Skips when a tool is missing, fails otherwise."""
     if shutil.which("bash") is None or shutil.which("curl") is None:
         pytest.skip(f"bash and curl are needed to run scripts/{script}")
-    r = run_script(script, "start", "--run-dir", run_dir, *args)
+    r = result or run_script(script, "start", "--run-dir", run_dir, *args)
     if r.returncode != 0:
         tail = r.stderr[-3000:]
         if any(s in r.stderr for s in _UNAVAILABLE):
@@ -88,33 +91,69 @@ def stop(script: str, run_dir: str) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _session_node(name: str):
-    _flavor, script, args, env_vars = NODES[name]
-    for var in env_vars:
+def _own_url(name: str) -> str | None:
+    for var in NODES[name][3]:
         if os.environ.get(var):
-            yield os.environ[var].rstrip("/")
-            return
-    run_dir = new_run_dir(name)
-    urls = start(script, run_dir, *args)
-    try:
-        yield urls[0]
-    finally:
-        stop(script, run_dir)
+            return os.environ[var].rstrip("/")
+    return None
+
+
+# Nodes being started for this session: {name: (run_dir, future of the start's result)}.
+_launched: dict[str, tuple[str, Future]] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine_nodes(request):
+    """Start every node the selected tests use at once, in the background: three JVMs
+    starting together take about as long as the slowest, not the sum. Stops them all at
+    the end of the session (also those no test got to use)."""
+    wanted = set()
+    for item in request.session.items:
+        if item.get_closest_marker("engine") is None:  # `-m "not engine"` starts nothing
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        wanted |= {v for v in params.values() if isinstance(v, str) and v in NODES}
+        wanted |= {n for n in NODES if f"{n}_url" in getattr(item, "fixturenames", ())}
+    wanted = {n for n in wanted if _own_url(n) is None}
+    pool = ThreadPoolExecutor(max(1, len(wanted)), thread_name_prefix="raqib-node")
+    for name in sorted(wanted):
+        _flavor, script, args, _ = NODES[name]
+        run_dir = new_run_dir(name)
+        _launched[name] = (run_dir, pool.submit(run_script, script, "start", "--run-dir", run_dir, *args))
+    yield
+    for name, (run_dir, fut) in list(_launched.items()):
+        fut.exception()  # wait for a start still running, then stop whatever it started
+        stop(NODES[name][1], run_dir)
+        del _launched[name]
+    pool.shutdown()
+
+
+def _session_node(name: str) -> str:
+    own = _own_url(name)
+    if own:
+        return own
+    _flavor, script, args, _ = NODES[name]
+    if name not in _launched:  # not foreseen (e.g. asked for by getfixturevalue only)
+        run_dir = new_run_dir(name)
+        _launched[name] = (run_dir, Future())
+        _launched[name][1].set_result(run_script(script, "start", "--run-dir", run_dir, *args))
+    run_dir, fut = _launched[name]
+    return start(script, run_dir, *args, result=fut.result())[0]
 
 
 @pytest.fixture(scope="session")
 def opensearch_url():
-    yield from _session_node("opensearch")
+    return _session_node("opensearch")
 
 
 @pytest.fixture(scope="session")
 def es9_url():
-    yield from _session_node("es9")
+    return _session_node("es9")
 
 
 @pytest.fixture(scope="session")
 def es8_url():
-    yield from _session_node("es8")
+    return _session_node("es8")
 
 
 @pytest.fixture(scope="session")

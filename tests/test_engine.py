@@ -567,6 +567,87 @@ async def test_percolator_fires_exactly_what_the_matcher_fires(make_engine, corp
     assert await ix.percolate(corpus[:5]) == {a.id: [] for a in corpus[:5]}
 
 
+def test_sqlite_install_needs_no_cluster_client(tmp_path):
+    """The cluster clients are extras: with neither importable, the default SQLite setup
+    runs, and choosing a cluster backend says in one line what to install."""
+    import subprocess
+    import sys
+
+    from tests.e2e_setup import ROOT, write_config
+
+    cfg = write_config(tmp_path, [])
+    code = (
+        "import sys\n"
+        "for m in ('elasticsearch', 'elastic_transport', 'opensearchpy'): sys.modules[m] = None\n"
+        "from monitor.cli import main\n"
+        f"rc = main(['index', 'status', '--json', '--config', {str(cfg)!r}])\n"
+        "from indexers.engine import make_client\n"
+        "from monitor.errors import ConfigError\n"
+        "for flavor in ('elasticsearch', 'opensearch'):\n"
+        "    try:\n"
+        "        make_client(flavor, ['http://127.0.0.1:9'])\n"
+        "    except ConfigError as e:\n"
+        "        print(e)\n"
+        "sys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert '"backend": "sqlite"' in r.stdout
+    assert "pip install 'raqib[elasticsearch]'" in r.stdout and "pip install 'raqib[opensearch]'" in r.stdout
+
+
+def test_base_install_pulls_no_cluster_client():
+    """The transitive requirements of `pip install raqib` (no extras), read from the installed
+    packages' metadata: neither cluster client is among them, both are in the extras."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    def name(n: str) -> str:
+        return re.sub(r"[-_.]+", "-", n).lower()
+
+    seen: set[str] = set()
+    todo = ["raqib"]
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        try:
+            reqs = distribution(n).requires or []
+        except PackageNotFoundError:
+            continue
+        for r in map(Requirement, reqs):
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(name(r.name))
+    assert len(seen) > 10  # really walked the tree
+    assert not seen & {"elasticsearch", "elastic-transport", "opensearch-py"}, sorted(seen)
+    extras = [Requirement(r) for r in distribution("raqib").requires or []]
+    by_extra = {(name(r.name), str(r.marker)) for r in extras if r.marker}
+    assert ("elasticsearch", 'extra == "elasticsearch"') in by_extra
+    assert ("opensearch-py", 'extra == "opensearch"') in by_extra
+    es = next(r for r in extras if name(r.name) == "elasticsearch")
+    assert not es.specifier.contains("9.0.0") and es.specifier.contains("8.19.0")
+
+
+async def test_node_scripts_act_on_their_own_run_dir_only(flavor_url, tmp_path):
+    """Stopping another (empty) run dir leaves this session's node running: runs never
+    touch each other's nodes (the old script killed every node of its cache)."""
+    from tests.opensearch_node import run_script
+
+    flavor, url = flavor_url
+    script = "opensearch.sh" if flavor == "opensearch" else "elasticsearch.sh"
+    other = tmp_path / "other-run"
+    st = run_script(script, "status", "--run-dir", str(other), timeout=60)
+    assert st.returncode == 1 and "not running" in st.stdout
+    assert run_script(script, "stop", "--run-dir", str(other), timeout=120).returncode == 0
+    ix = EngineIndex(make_client(flavor, [url], max_retries=0), flavor=flavor)
+    try:
+        h = await ix.client.cluster.health()
+        assert getattr(h, "body", h)["status"] in ("green", "yellow")
+    finally:
+        await ix.close()
+
+
 # ------------------------------------------------- shared cluster state ----
 
 async def test_capabilities_are_probed_and_mappings_follow_them(make_engine, flavor_url):
