@@ -49,8 +49,7 @@ CACHE=${RAQIB_OPENSEARCH_HOME:-$HOME/.cache/raqib-opensearch}
 # Maven's repository lives in the cache too, so that one directory holds
 # everything a cold start downloads (easy to keep, easy to wipe).
 M2_REPO=${RAQIB_OPENSEARCH_M2_REPO:-$CACHE/m2}
-DIST_DIR="$CACHE/dist"
-OS_HOME="$DIST_DIR/opensearch-$OS_VERSION"
+# DIST_DIR and OS_HOME are set once the build stamp is known (below).
 RUN_DIR=${RAQIB_OPENSEARCH_RUN_DIR:-$CACHE/run}   # pid files, urls, nodes of this run
 HEAP=${RAQIB_OPENSEARCH_HEAP:-512m}
 START_TIMEOUT=${RAQIB_OPENSEARCH_TIMEOUT:-180}
@@ -74,6 +73,10 @@ pick_java() {
 # The distribution is rebuilt when the pom or this script change (the module
 # descriptors below are part of this script).
 build_stamp() { cat "$POM" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16; }
+# One directory per build, so a run with another version of this script (another
+# checkout) never replaces the distribution a running node was started from.
+DIST_DIR="$CACHE/dist-$(build_stamp)"
+OS_HOME="$DIST_DIR/opensearch-$OS_VERSION"
 
 write_module() {  # home name classname extended-plugins description
   local dir="$1/modules/$2"
@@ -128,11 +131,16 @@ ensure_dist() {
 }
 
 ensure_dist_locked() {
-  local stamp tmp
+  local stamp tmp d
   stamp=$(build_stamp)
   if [[ -f $DIST_DIR/.stamp && $(<"$DIST_DIR/.stamp") == "$stamp" && -x $OS_HOME/bin/opensearch ]]; then
     return 0
   fi
+  # Builds of other script versions that no running node uses go (80 MB each).
+  for d in "$CACHE"/dist "$CACHE"/dist-*; do
+    [[ -d $d && $d != "$DIST_DIR" ]] || continue
+    [[ -z $(pids_with_prefix cmdline "-Dopensearch.path.home=$d/") ]] && rm -rf "$d"
+  done
   command -v mvn >/dev/null || die "mvn not found (Maven builds the distribution)"
   log "assembling OpenSearch $OS_VERSION from Maven Central into $DIST_DIR (first run downloads ~80 MB)"
   # Build into a fresh directory and swap it in, so an interrupted build never
