@@ -14,6 +14,14 @@ did not all succeed raises BulkIndexError (an IndexError_) naming the failed ids
 others were written. The caller keeps the whole batch queued and retries it: indexing is
 idempotent, since the article id is the document id and a re-indexed article is written to
 the index that already holds it (rolled-over indices included).
+
+Capabilities, not version guesses: on setup the cluster is probed (version, percolator,
+`arabic`/`english` analyzers, the whitespace tokenizer, `_delete_by_query`) and Raqib
+degrades cleanly where a module is missing (Elastic's integ-test builds, used by the tests,
+lack them all): the token fields use the built-in `keyword` analyzer over token arrays
+(same tokens, same positions, same BM25), the human fields the `standard` analyzer, alerts
+the embedded matcher instead of the percolator, and old delivery claims are deleted by
+search + bulk instead of `_delete_by_query`. `health()["server"]` says which.
 """
 
 from __future__ import annotations
@@ -22,8 +30,11 @@ import asyncio
 import json
 import logging
 import os
+import copy
 import re
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -39,6 +50,39 @@ log = logging.getLogger(__name__)
 Flavor = Literal["opensearch", "elasticsearch"]
 FLAVORS = ("opensearch", "elasticsearch")
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,100}$")
+
+# What `raqib index status` reports as supported, and what the engine suite runs against
+# (scripts/opensearch.sh, scripts/elasticsearch.sh) in every CI run.
+SUPPORTED_SERVERS = {
+    "elasticsearch": {"supported": "8.19 and 9.x (client elasticsearch 8.19, raqib[elasticsearch])",
+                      "tested": ["8.19.21", "9.5.3"]},
+    "opensearch": {"supported": "2.x (client opensearch-py, raqib[opensearch])",
+                   "tested": ["2.19.6"]},
+}
+CLAIM_RETENTION_S = 30 * 86_400  # delivery claims older than this are deleted
+CLAIM_PURGE_EVERY_S = 3_600
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the cluster can do, probed (never guessed from the version)."""
+
+    flavor: str
+    version: str | None
+    percolator: bool
+    arabic_analyzer: bool
+    english_analyzer: bool
+    whitespace_tokenizer: bool
+    delete_by_query: bool
+
+    def missing(self) -> list[str]:
+        names = ["percolator", "arabic_analyzer", "english_analyzer", "whitespace_tokenizer",
+                 "delete_by_query"]
+        return [n for n in names if not getattr(self, n)]
+
+
+FULL = dict(percolator=True, arabic_analyzer=True, english_analyzer=True,
+            whitespace_tokenizer=True, delete_by_query=True)
 
 
 def _client_error_types() -> tuple[type[BaseException], ...]:
@@ -146,6 +190,7 @@ def make_client(flavor: Flavor, urls: Sequence[str], verify_certs: bool = True,
     if api_key and user:
         raise ConfigError("set either RAQIB_INDEX_API_KEY or RAQIB_INDEX_USERNAME/PASSWORD, not both")
     tls = any(u.lower().startswith("https://") for u in urls)
+    _require_client(flavor)
     if flavor == "opensearch":
         from opensearchpy import AsyncOpenSearch
 
@@ -176,6 +221,66 @@ def make_client(flavor: Flavor, urls: Sequence[str], verify_certs: bool = True,
     return AsyncElasticsearch(**kw)
 
 
+def _require_client(flavor: str) -> None:
+    """One clear line when the cluster client is not installed (it is an extra)."""
+    module = "opensearchpy" if flavor == "opensearch" else "elasticsearch"
+    try:
+        __import__(module)
+    except ImportError:
+        raise ConfigError(f"index backend {flavor}: its client is not installed; "
+                          f"pip install 'raqib[{flavor}]'") from None
+
+
+def _token_list(text: str) -> list[str]:
+    """Raqib's space-joined tokens as the whitespace tokenizer (max_token_length
+    dsl.MAX_TOKEN_CHARS) would cut them: for nodes without that tokenizer."""
+    out: list[str] = []
+    n = dsl.MAX_TOKEN_CHARS
+    for t in text.split(" "):
+        out += [t[i:i + n] for i in range(0, len(t), n)]
+    return out
+
+
+def _adapt(body: dict, caps: Capabilities) -> dict:
+    """An index body, template or mapping from indexers.dsl, rewritten for what the cluster
+    lacks. Without the whitespace tokenizer the token fields use the built-in `keyword`
+    analyzer on arrays of tokens (position_increment_gap 0: consecutive positions, so
+    phrases, span queries and BM25 see exactly the whitespace tokens); without the Arabic
+    filters the human fields use `standard`; without `english` there is no `.en` subfield."""
+    body = copy.deepcopy(body)
+
+    def walk(node):
+        if isinstance(node, dict):
+            analysis = node.get("analysis")
+            if isinstance(analysis, dict):
+                analyzers = analysis.get("analyzer", {})
+                if not caps.whitespace_tokenizer:
+                    analysis.pop("tokenizer", None)
+                    analyzers.pop("raqib_tokens", None)
+                if not caps.arabic_analyzer:
+                    analyzers.pop("raqib_arabic", None)
+                if not analyzers:
+                    node.pop("analysis")
+            if node.get("analyzer") == "raqib_tokens" and not caps.whitespace_tokenizer:
+                node["analyzer"] = "keyword"
+                node["position_increment_gap"] = 0
+            if node.get("analyzer") == "raqib_arabic" and not caps.arabic_analyzer:
+                node["analyzer"] = "standard"
+            fields = node.get("fields")
+            if isinstance(fields, dict) and not caps.english_analyzer:
+                fields.pop("en", None)
+                if not fields:
+                    node.pop("fields")
+            for v in list(node.values()):
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(body)
+    return body
+
+
 def _identity(action):
     return action
 
@@ -187,7 +292,7 @@ class EngineIndex:
                  shards: int = 1, replicas: int = 1, refresh: bool | str = False,
                  chunk_size: int = 500, max_retries: int = 3, initial_backoff: float = 0.5,
                  max_backoff: float = 30.0, bulk_timeout: str = "30s",
-                 percolate_page: int = 5000):
+                 percolate_page: int = 5000, claim_retention_s: float = CLAIM_RETENTION_S):
         if flavor not in FLAVORS:
             raise ConfigError(f"index flavor {flavor!r}: expected one of {', '.join(FLAVORS)}")
         if not _PREFIX_RE.match(prefix):
@@ -201,8 +306,15 @@ class EngineIndex:
         self.max_retries, self.initial_backoff, self.max_backoff = max_retries, initial_backoff, max_backoff
         self.bulk_timeout = bulk_timeout
         self.percolate_page = min(percolate_page, dsl.MAX_PAGE)
+        self.claim_retention_s = claim_retention_s
         self._ready = False
         self._setup_lock = asyncio.Lock()
+        self.capabilities: Capabilities | None = None  # probed by ensure_setup
+        self._stored: dict[str, str] = {}  # subscriptions this instance stored: {id: query}
+        self._local_subs: dict[str, str] = {}  # without a percolator: matched here
+        self._local_matcher: tuple[int, Any] | None = None
+        self._local_version = 0
+        self._last_purge = 0.0
         if flavor == "opensearch":
             from opensearchpy.helpers import async_streaming_bulk
         else:
@@ -222,36 +334,121 @@ class EngineIndex:
         if not self._ready:
             await self.ensure_setup()
 
+    @property
+    def supports_percolation(self) -> bool | None:
+        """Whether alerts are matched by the cluster's percolator (None before the first
+        call has probed the cluster). Without one, percolate() matches the subscriptions
+        this instance stored with the embedded matcher, and the pipeline needs no change."""
+        return None if self.capabilities is None else self.capabilities.percolator
+
     # ---- setup ----
 
+    async def _analyzes(self, body: dict) -> bool:
+        try:
+            await self.client.indices.analyze(body=body)
+            return True
+        except CLIENT_ERRORS as e:
+            if _status(e) == 400:  # "failed to find analyzer/tokenizer"
+                return False
+            if _status(e) in (401, 403):  # a restricted API key: assume a full distribution
+                return True
+            raise IndexError_(f"{self.flavor}: probing analyzers failed: {_describe(e)}") from e
+
+    async def probe(self) -> Capabilities:
+        """What the cluster can do: version and modules from _nodes (every node must have a
+        module), analyzers by asking _analyze. A cluster that does not let us list its
+        nodes (a restricted API key) is taken to have the modules every production
+        distribution ships."""
+        found: dict[str, Any] = {}
+        version = None
+        try:
+            info = _body(await self.client.nodes.info(
+                metric="plugins", filter_path="nodes.*.version,nodes.*.modules.name,nodes.*.plugins.name"))
+            names: set[str] | None = None
+            versions = []
+            for node in (info.get("nodes") or {}).values():
+                versions.append(str(node.get("version")))
+                have = {m.get("name") for m in (node.get("modules") or []) + (node.get("plugins") or [])}
+                names = have if names is None else names & have
+            version = min(versions, key=lambda v: [int(x) if x.isdigit() else 0 for x in
+                                                   re.split(r"[.-]", v)]) if versions else None
+            if names is not None:
+                found = {"percolator": "percolator" in names, "delete_by_query": "reindex" in names}
+        except CLIENT_ERRORS as e:
+            if _status(e) not in (401, 403):
+                raise IndexError_(f"{self.flavor}: probing the cluster failed: {_describe(e)}") from e
+            log.info("cannot list the cluster's modules (%s); assuming percolator and reindex",
+                     _describe(e))
+        caps = Capabilities(
+            flavor=self.flavor, version=version,
+            percolator=found.get("percolator", True),
+            delete_by_query=found.get("delete_by_query", True),
+            arabic_analyzer=await self._analyzes({"analyzer": "arabic", "text": "الناتو"}),
+            english_analyzer=await self._analyzes({"analyzer": "english", "text": "nato"}),
+            whitespace_tokenizer=await self._analyzes({"tokenizer": {
+                "type": "whitespace", "max_token_length": dsl.MAX_TOKEN_CHARS}, "text": "a b"}))
+        if caps.missing():
+            log.warning("%s %s lacks %s: %s", self.flavor, version or "?", ", ".join(caps.missing()),
+                        "alerts use the embedded matcher" if not caps.percolator else "degrading")
+        return caps
+
+    def status(self) -> dict:
+        """Server, capabilities and what is supported/tested (for `raqib index status`)."""
+        caps = self.capabilities
+        return {
+            "flavor": self.flavor,
+            "version": caps.version if caps else None,
+            "supported_versions": SUPPORTED_SERVERS[self.flavor]["supported"],
+            "tested_versions": list(SUPPORTED_SERVERS[self.flavor]["tested"]),
+            "capabilities": {k: v for k, v in asdict(caps).items() if k not in ("flavor", "version")}
+            if caps else None,
+            "alerts": None if caps is None else ("percolator" if caps.percolator else
+                                                 "embedded matcher (the cluster has no percolator)"),
+        }
+
+    def _deliveries_body(self) -> dict:
+        return {"settings": {"number_of_shards": 1, "number_of_replicas": self.replicas},
+                "mappings": {"dynamic": "strict", "properties": {
+                    "owner": {"type": "keyword"},
+                    "claimed_at": {"type": "date", "format": "epoch_millis"}}}}
+
+    async def _create(self, index: str, body: dict) -> bool:
+        """Create an index; False when it already exists (another worker made it)."""
+        try:
+            await self.client.indices.create(index=index, body=body)
+            return True
+        except CLIENT_ERRORS as e:
+            if _error_type(e) != "resource_already_exists_exception":
+                raise IndexError_(f"{self.flavor}: creating {index} failed: {_describe(e)}") from e
+            return False
+
     async def ensure_setup(self) -> None:
-        """Template, first article index with both aliases, percolator index. Idempotent and
-        safe to run concurrently (from several workers or processes)."""
+        """Template, first article index with both aliases, percolator index (when the cluster
+        has a percolator), delivery-claim index. Idempotent and safe to run concurrently
+        (from several workers or processes)."""
         async with self._setup_lock:
+            if self.capabilities is None:
+                self.capabilities = await self.probe()
+            caps = self.capabilities
             n = self.names
             ix = self.client.indices
             await self._api("put index template", ix.put_index_template(
-                name=n.template, body=dsl.article_template(n, self.shards, self.replicas)))
+                name=n.template, body=_adapt(dsl.article_template(n, self.shards, self.replicas), caps)))
             if not await self._api("alias check", ix.exists_alias(name=n.write_alias)):
-                try:
-                    await ix.create(index=n.first_index, body=dsl.first_index_body(n))
-                except CLIENT_ERRORS as e:
-                    if _error_type(e) != "resource_already_exists_exception":
-                        raise IndexError_(f"{self.flavor}: creating {n.first_index} failed: "
-                                          f"{_describe(e)}") from e
+                await self._create(n.first_index, dsl.first_index_body(n))
             else:
                 # new fields of a newer Raqib reach the existing indices too
                 await self._api("update article mappings", ix.put_mapping(
-                    index=n.read_alias, body=dsl.article_mappings()))
-            try:
-                await ix.create(index=n.percolator,
-                                body=dsl.percolator_index_body(1, self.replicas))
-            except CLIENT_ERRORS as e:
-                if _error_type(e) != "resource_already_exists_exception":
-                    raise IndexError_(f"{self.flavor}: creating {n.percolator} failed: "
-                                      f"{_describe(e)}") from e
+                    index=n.read_alias, body=_adapt(dsl.article_mappings(), caps)))
+            if caps.percolator and not await self._create(
+                    n.percolator, _adapt(dsl.percolator_index_body(1, self.replicas), caps)):
                 await self._api("update percolator mappings", ix.put_mapping(
-                    index=n.percolator, body=dsl.percolator_mappings()))
+                    index=n.percolator, body=_adapt(dsl.percolator_mappings(), caps)))
+            if not await self._create(n.deliveries, self._deliveries_body()):
+                # an index made before claims had a mapping: add the timestamp field
+                await self._api("update claim mappings", ix.put_mapping(
+                    index=n.deliveries, body={"properties": {
+                        "claimed_at": self._deliveries_body()["mappings"]["properties"]["claimed_at"]}}))
             self._ready = True
 
     async def rollover(self, conditions: Mapping[str, Any] | None = None) -> dict:
@@ -275,7 +472,10 @@ class EngineIndex:
         stats = await self._api("index stats", self.client.indices.stats(
             index=n.pattern, metric="docs"))
         aliases = await self._aliases()
-        subs = await self._api("count subscriptions", self.client.count(index=n.percolator))
+        if self.supports_percolation:
+            subs = await self._api("count subscriptions", self.client.count(index=n.percolator))
+        else:
+            subs = {"count": len(self._local_subs)}
         indices = {name: v.get("primaries", {}).get("docs", {}).get("count", 0)
                    for name, v in sorted(stats.get("indices", {}).items())}
         return {
@@ -289,13 +489,15 @@ class EngineIndex:
             "write_index": self._write_index(aliases),
             "articles": await self.count(),
             "subscriptions": subs.get("count", 0),
+            "server": self.status(),
         }
 
     async def refresh(self) -> None:
         """Make everything written so far searchable (tests; the engine does it every second)."""
         await self._ensure_ready()
         n = self.names
-        await self._api("refresh", self.client.indices.refresh(index=f"{n.read_alias},{n.percolator}"))
+        names = [n.read_alias, n.deliveries] + ([n.percolator] if self.supports_percolation else [])
+        await self._api("refresh", self.client.indices.refresh(index=",".join(names)))
 
     # ---- writing ----
 
@@ -339,6 +541,13 @@ class EngineIndex:
     def document(self, article: Article) -> dict:
         """The stored document for an article (a method so tests can break one on purpose)."""
         return dsl.article_doc(article)
+
+    def _shaped(self, doc: dict) -> dict:
+        """A document (article or percolated) in the shape the cluster's mapping wants: token
+        arrays where there is no whitespace tokenizer (see _adapt)."""
+        if self.capabilities is None or self.capabilities.whitespace_tokenizer:
+            return doc
+        return {**doc, **{f: _token_list(doc[f]) for f in ("title_tokens", "body_tokens") if f in doc}}
 
     async def _bulk(self, actions: list[tuple[dict, dict | None]], ids: Sequence[str],
                     ignore_missing_deletes: bool = False, refresh: bool | str = False) -> None:
@@ -394,7 +603,7 @@ class EngineIndex:
             if docs:
                 await self._ensure_ready()
                 targets = await self._targets(list(docs))
-                await self._bulk([({"index": {"_index": targets[aid], "_id": aid}}, doc)
+                await self._bulk([({"index": {"_index": targets[aid], "_id": aid}}, self._shaped(doc))
                                   for aid, doc in docs.items()], list(docs),
                                  refresh=self.refresh_mode)
         except BulkIndexError as e:
@@ -472,37 +681,61 @@ class EngineIndex:
 
     # ---- subscriptions (percolator) ----
 
-    async def _subscription_ids(self) -> set[str]:
-        out: set[str] = set()
-        after = None
-        while True:
-            body: dict[str, Any] = {"query": {"match_all": {}}, "sort": [{"sub_id": "asc"}],
-                                    "size": 1000, "_source": False, "track_total_hits": False}
-            if after:
-                body["search_after"] = after
-            resp = await self._search(self.names.percolator, body, "list subscriptions")
-            hits = resp["hits"]["hits"]
-            out.update(h["_id"] for h in hits)
-            if len(hits) < 1000:
-                return out
-            after = hits[-1]["sort"]
+    async def sync_subscriptions(self, added: Sequence[tuple[str, str]],
+                                 removed: Sequence[str] = ()) -> None:
+        """Store the `added` (id, query) pairs (new or changed) and delete the `removed` ids,
+        and nothing else: subscriptions other workers stored stay. Every query is parsed
+        first: a QueryError changes nothing."""
+        wanted: dict[str, tuple[str, Any]] = {str(sid): (q, parse(q)) for sid, q in added}
+        gone = sorted({str(sid) for sid in removed} - set(wanted))
+        await self._ensure_ready()
+        if self.supports_percolation:
+            index = self.names.percolator
+            actions: list[tuple[dict, dict | None]] = [
+                ({"index": {"_index": index, "_id": sid}}, dsl.subscription_doc(sid, q, node))
+                for sid, (q, node) in wanted.items()]
+            actions += [({"delete": {"_index": index, "_id": sid}}, None) for sid in gone]
+            if actions:
+                await self._bulk(actions, [*wanted, *gone], ignore_missing_deletes=True)
+                # subscriptions change rarely; percolation must see them at once
+                await self._api("refresh subscriptions", self.client.indices.refresh(index=index))
+        elif wanted or gone:
+            local = {sid: q for sid, q in self._local_subs.items() if sid not in gone}
+            local.update({sid: q for sid, (q, _) in wanted.items()})
+            self._local_subs = local
+            self._local_version += 1
+        for sid in gone:
+            self._stored.pop(sid, None)
+        self._stored.update({sid: q for sid, (q, _) in wanted.items()})
 
     async def put_subscriptions(self, subscriptions: Sequence[tuple[str, str]]) -> None:
-        """Store exactly these (id, query) pairs as percolator queries; others are deleted.
-        Every query is parsed first: a QueryError leaves the stored set untouched."""
-        wanted: dict[str, tuple[str, Any]] = {}
-        for sid, q in subscriptions:
-            wanted[str(sid)] = (q, parse(q))
-        await self._ensure_ready()
-        index = self.names.percolator
-        stale = await self._subscription_ids() - set(wanted)
-        actions: list[tuple[dict, dict | None]] = [
-            ({"index": {"_index": index, "_id": sid}}, dsl.subscription_doc(sid, q, node))
-            for sid, (q, node) in wanted.items()]
-        actions += [({"delete": {"_index": index, "_id": sid}}, None) for sid in sorted(stale)]
-        if actions:
-            await self._bulk(actions, [*wanted, *sorted(stale)], ignore_missing_deletes=True)
-        await self._api("refresh subscriptions", self.client.indices.refresh(index=index))
+        """This worker's whole set of (id, query) pairs: stores what is new or changed since
+        its last call and deletes what it stored before and no longer has. It never deletes
+        a subscription it did not store itself (another worker's, or one stored before this
+        process started), so a restarting worker leaves the others' alerts alone."""
+        pairs = {str(sid): q for sid, q in subscriptions}
+        await self.sync_subscriptions(
+            [(sid, q) for sid, q in pairs.items() if self._stored.get(sid) != q],
+            [sid for sid in self._stored if sid not in pairs])
+
+    async def _match_locally(self, articles: Sequence[Article]) -> dict[str, list[str]]:
+        """percolate() without a percolator: the embedded matcher over the subscriptions this
+        instance stored, built and run off the event loop."""
+        from alerts.matcher import Matcher
+
+        version = self._local_version
+        if self._local_matcher is None or self._local_matcher[0] != version:
+            subs = list(self._local_subs.items())
+            self._local_matcher = (version, await asyncio.to_thread(Matcher, subs))
+        matcher = self._local_matcher[1]
+
+        def run() -> dict[str, list[str]]:
+            out: dict[str, set[str]] = {a.id: set() for a in articles}
+            for a in articles:  # two versions of one id: what either fires, as the percolator
+                out[a.id].update(matcher.match(a))
+            return {aid: sorted(subs) for aid, subs in out.items()}
+
+        return await asyncio.to_thread(run)
 
     async def percolate(self, articles: Sequence[Article],
                         now: datetime | None = None) -> dict[str, list[str]]:
@@ -515,7 +748,9 @@ class EngineIndex:
         now = now or datetime.now(UTC)
         recheck = _Recheck(articles, now)
         await self._ensure_ready()
-        docs = [dsl.match_doc(a) for a in articles]
+        if not self.supports_percolation:
+            return await self._match_locally(articles)
+        docs = [self._shaped(dsl.match_doc(a)) for a in articles]
         after = None
         while True:
             resp = await self._search(self.names.percolator, dsl.percolate_body(
@@ -542,7 +777,11 @@ class EngineIndex:
             return set()
         await self._ensure_ready()
         index = self.names.deliveries
-        actions = [({"create": {"_index": index, "_id": d}}, {"owner": owner}) for d in delivery_ids]
+        now_ms = int(time.time() * 1000)
+        # `create` fails on an existing id at once (realtime, no refresh needed): no
+        # refresh=wait_for on this path
+        actions = [({"create": {"_index": index, "_id": d}}, {"owner": owner, "claimed_at": now_ms})
+                   for d in delivery_ids]
         claimed: set[str] = set()
         conflicts: list[str] = []
         try:
@@ -550,7 +789,7 @@ class EngineIndex:
                     self.client, actions, chunk_size=self.chunk_size, raise_on_error=False,
                     raise_on_exception=False, max_retries=self.max_retries,
                     initial_backoff=self.initial_backoff, max_backoff=self.max_backoff,
-                    expand_action_callback=_identity, refresh="wait_for"):
+                    expand_action_callback=_identity):
                 info = next(iter(item.values()))
                 if ok:
                     claimed.add(str(info["_id"]))
@@ -564,7 +803,46 @@ class EngineIndex:
             resp = await self._api("read alert claims", self.client.mget(
                 index=index, body={"ids": conflicts}))
             claimed |= {d["_id"] for d in resp["docs"] if d.get("found") and d["_source"].get("owner") == owner}
+        if time.monotonic() - self._last_purge > CLAIM_PURGE_EVERY_S:
+            self._last_purge = time.monotonic()
+            try:
+                await self.purge_claims()
+            except IndexError_ as e:  # retention is housekeeping: never fails an alert
+                log.warning("deleting old delivery claims failed: %s", e)
         return claimed
+
+    async def purge_claims(self, before_ms: int | None = None, wait: bool = False) -> int | None:
+        """Delete delivery claims made before `before_ms` (default: older than
+        claim_retention_s, far beyond alerts.max_age, so no article old enough to lose its
+        claim still alerts). _delete_by_query when the cluster has it (in the background
+        unless `wait`), else search + bulk delete in pages. Returns the number deleted when
+        known."""
+        await self._ensure_ready()
+        if before_ms is None:
+            before_ms = int((time.time() - self.claim_retention_s) * 1000)
+        index = self.names.deliveries
+        query = {"range": {"claimed_at": {"lt": before_ms}}}
+        assert self.capabilities is not None
+        if self.capabilities.delete_by_query:
+            # claims are written without a refresh (hot path); this hourly purge must see them
+            await self._api("refresh claims", self.client.indices.refresh(index=index))
+            resp = await self._api("delete old claims", self.client.delete_by_query(
+                index=index, body={"query": query}, conflicts="proceed", wait_for_completion=wait,
+                refresh=wait))
+            return int(resp.get("deleted", 0)) if wait else None
+        deleted = 0
+        for _page in range(50):
+            await self._api("refresh claims", self.client.indices.refresh(index=index))
+            resp = await self._search(index, {"query": query, "size": 1000, "_source": False,
+                                              "track_total_hits": False}, "list old claims")
+            ids = [h["_id"] for h in resp["hits"]["hits"]]
+            if ids:
+                await self._bulk([({"delete": {"_index": index, "_id": i}}, None) for i in ids], ids,
+                                 ignore_missing_deletes=True)
+                deleted += len(ids)
+            if len(ids) < 1000:
+                break
+        return deleted
 
     async def close(self) -> None:
         try:

@@ -7,23 +7,32 @@
 # modules) and run with its own bin/opensearch launcher, one JVM per node.
 #
 # Usage:
-#   scripts/opensearch.sh start [--nodes N] [--http-port P] [--transport-port T]
-#                               [--data DIR] [--heap SIZE]
-#   scripts/opensearch.sh stop
-#   scripts/opensearch.sh stop-node I [--kill]
-#   scripts/opensearch.sh status
+#   scripts/opensearch.sh start [--run-dir DIR] [--nodes N] [--http-port P]
+#                               [--transport-port T] [--data DIR] [--heap SIZE]
+#   scripts/opensearch.sh stop [--run-dir DIR]
+#   scripts/opensearch.sh stop-node I [--kill] [--run-dir DIR]
+#   scripts/opensearch.sh status [--run-dir DIR]
 #
-# `start` (defaults: 1 node, http ports 9250.., transport ports http+100)
-# prints one URL per node on stdout (progress goes to stderr) and returns once
-# GET /_cluster/health?wait_for_status=yellow answers with all N nodes joined.
-# The URLs are also in $RUN_DIR/urls.  Without --data every start gets a
-# brand-new, empty cluster; --data DIR keeps what DIR holds across starts.
-# `stop-node I` stops node I (0-based) cleanly; with --kill it SIGKILLs it
-# (a crash).  `stop` also kills nodes of this cache whose pid files are gone.
+# Each run has its own directory (--run-dir, else $RAQIB_OPENSEARCH_RUN_DIR,
+# else $RAQIB_OPENSEARCH_HOME/run): pid files, urls, and the nodes' data, logs
+# and config.  Two runs with different run dirs never touch each other, so
+# two test sessions on one machine can each have their own nodes; only the
+# Maven repository and the assembled distribution are shared (built once,
+# under a lock).  `stop`, `stop-node` and `status` act on the run dir given.
+#
+# `start` (defaults: 1 node, free http ports picked at random, transport ports
+# http+100) prints one URL per node on stdout (progress goes to stderr) and
+# returns once GET /_cluster/health?wait_for_status=yellow answers with all N
+# nodes joined.  The URLs are also in $RUN_DIR/urls.  Without --data every
+# start gets a brand-new, empty cluster in $RUN_DIR/nodes; --data DIR keeps
+# what DIR holds across starts.  `stop-node I` stops node I (0-based) cleanly;
+# with --kill it SIGKILLs it (a crash).  `stop` also kills this run's nodes
+# whose pid files are gone (found by their config path).
 # When run as root (CI), the nodes run with JNA disabled: see write_node_config.
 #
 # Environment:
-#   RAQIB_OPENSEARCH_HOME       cache + state root   (default ~/.cache/raqib-opensearch)
+#   RAQIB_OPENSEARCH_HOME       cache root           (default ~/.cache/raqib-opensearch)
+#   RAQIB_OPENSEARCH_RUN_DIR    this run's directory (default $RAQIB_OPENSEARCH_HOME/run)
 #   RAQIB_OPENSEARCH_M2_REPO    Maven local repo     (default $RAQIB_OPENSEARCH_HOME/m2)
 #   RAQIB_OPENSEARCH_JAVA_HOME  JDK to run nodes on  (default: first Java 11-23 found)
 #   RAQIB_OPENSEARCH_HEAP       heap per node        (default 512m)
@@ -40,43 +49,23 @@ CACHE=${RAQIB_OPENSEARCH_HOME:-$HOME/.cache/raqib-opensearch}
 # Maven's repository lives in the cache too, so that one directory holds
 # everything a cold start downloads (easy to keep, easy to wipe).
 M2_REPO=${RAQIB_OPENSEARCH_M2_REPO:-$CACHE/m2}
-DIST_DIR="$CACHE/dist"
-OS_HOME="$DIST_DIR/opensearch-$OS_VERSION"
-RUN_DIR="$CACHE/run"               # pid files and the running cluster's layout
-DEFAULT_DATA="$CACHE/nodes"        # wiped on every start: tests get a fresh cluster
+# DIST_DIR and OS_HOME are set once the build stamp is known (below).
+RUN_DIR=${RAQIB_OPENSEARCH_RUN_DIR:-$CACHE/run}   # pid files, urls, nodes of this run
 HEAP=${RAQIB_OPENSEARCH_HEAP:-512m}
 START_TIMEOUT=${RAQIB_OPENSEARCH_TIMEOUT:-180}
 STOP_TIMEOUT=30                    # seconds of SIGTERM grace before SIGKILL
-
-log() { printf '[opensearch.sh] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# Loopback only, and never through an http_proxy the environment may set.
-http_get() { curl --noproxy '*' -fsS --max-time "${2:-5}" "$1"; }
+LOG_NAME=opensearch.sh
+# shellcheck source=scripts/node-lib.sh
+source "$SCRIPT_DIR/node-lib.sh"
 
 # ---------------------------------------------------------------- java ------
-
-java_major() {  # prints the feature version of the JDK at $1, e.g. 17
-  "$1/bin/java" -XshowSettings:properties -version 2>&1 \
-    | sed -n 's/^ *java\.specification\.version = \([0-9.]*\).*/\1/p' | sed 's/^1\.//'
-}
 
 # OpenSearch 2.19 needs Java 11-23: it installs the Java security manager,
 # which JDK 24+ no longer has (so the Temurin 25 on this machine won't do).
 pick_java() {
-  local cand major path_java=""
-  if command -v java >/dev/null 2>&1; then
-    path_java=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
-  fi
-  for cand in "${RAQIB_OPENSEARCH_JAVA_HOME:-}" "${JAVA_HOME:-}" \
-              /usr/lib/jvm/java-17-openjdk-amd64 "$path_java"; do
-    [[ -n $cand && -x $cand/bin/java ]] || continue
-    major=$(java_major "$cand")
-    if [[ $major =~ ^[0-9]+$ ]] && (( major >= 11 && major <= 23 )); then
-      echo "$cand"; return 0
-    fi
-  done
-  die "no Java 11-23 found for OpenSearch $OS_VERSION; set RAQIB_OPENSEARCH_JAVA_HOME"
+  pick_java_between 11 23 "${RAQIB_OPENSEARCH_JAVA_HOME:-}" "${JAVA_HOME:-}" \
+      /usr/lib/jvm/java-17-openjdk-amd64 "$(path_java_home)" \
+    || die "no Java 11-23 found for OpenSearch $OS_VERSION; set RAQIB_OPENSEARCH_JAVA_HOME"
 }
 
 # --------------------------------------------------------------- build ------
@@ -84,6 +73,10 @@ pick_java() {
 # The distribution is rebuilt when the pom or this script change (the module
 # descriptors below are part of this script).
 build_stamp() { cat "$POM" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16; }
+# One directory per build, so a run with another version of this script (another
+# checkout) never replaces the distribution a running node was started from.
+DIST_DIR="$CACHE/dist-$(build_stamp)"
+OS_HOME="$DIST_DIR/opensearch-$OS_VERSION"
 
 write_module() {  # home name classname extended-plugins description
   local dir="$1/modules/$2"
@@ -129,11 +122,25 @@ EOF
 }
 
 ensure_dist() {
-  local stamp tmp
+  mkdir -p "$CACHE"
+  # One build at a time per cache (two concurrent first runs would both build).
+  exec 8>"$CACHE/.build.lock"
+  flock -w 900 8 || die "timed out waiting for the lock on $CACHE/.build.lock"
+  ensure_dist_locked
+  exec 8>&-
+}
+
+ensure_dist_locked() {
+  local stamp tmp d
   stamp=$(build_stamp)
   if [[ -f $DIST_DIR/.stamp && $(<"$DIST_DIR/.stamp") == "$stamp" && -x $OS_HOME/bin/opensearch ]]; then
     return 0
   fi
+  # Builds of other script versions that no running node uses go (80 MB each).
+  for d in "$CACHE"/dist "$CACHE"/dist-*; do
+    [[ -d $d && $d != "$DIST_DIR" ]] || continue
+    [[ -z $(pids_with_prefix cmdline "-Dopensearch.path.home=$d/") ]] && rm -rf "$d"
+  done
   command -v mvn >/dev/null || die "mvn not found (Maven builds the distribution)"
   log "assembling OpenSearch $OS_VERSION from Maven Central into $DIST_DIR (first run downloads ~80 MB)"
   # Build into a fresh directory and swap it in, so an interrupted build never
@@ -162,40 +169,14 @@ ensure_dist() {
 
 # ----------------------------------------------------------- processes ------
 
-alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
-
-# Every JVM started from this cache's distribution, whatever started it: lets
-# `stop` also catch nodes whose pid files were lost (stragglers).
+# This run's JVMs, whatever started them: lets `stop` also catch nodes whose
+# pid files were lost (stragglers), and never another run's nodes.
 our_java_pids() {
-  local f pid
-  for f in /proc/[0-9]*/cmdline; do
-    pid=${f#/proc/}; pid=${pid%/cmdline}
-    [[ $pid == "$$" ]] && continue
-    if tr '\0' '\n' 2>/dev/null <"$f" | grep -qxF -- "-Dopensearch.path.home=$OS_HOME"; then
-      echo "$pid"
-    fi
-  done
-}
-
-# SIGTERM (OpenSearch shuts down cleanly), then SIGKILL after the grace time.
-terminate() {  # pid...
-  local pids=("$@") p left i
-  (( ${#pids[@]} )) || return 0
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  for (( i = 0; i < STOP_TIMEOUT * 5; i++ )); do
-    left=0
-    for p in "${pids[@]}"; do alive "$p" && left=1; done
-    (( left )) || return 0
-    sleep 0.2
-  done
-  log "still alive after ${STOP_TIMEOUT}s, sending SIGKILL: ${pids[*]}"
-  kill -KILL "${pids[@]}" 2>/dev/null || true
-  for (( i = 0; i < 50; i++ )); do
-    left=0
-    for p in "${pids[@]}"; do alive "$p" && left=1; done
-    (( left )) || return 0
-    sleep 0.2
-  done
+  local data
+  [[ -f $RUN_DIR/cluster.env ]] || return 0
+  data=$(sed -n 's/^DATA=//p' "$RUN_DIR/cluster.env")
+  [[ -n $data ]] || return 0
+  pids_with_prefix cmdline "-Dopensearch.path.conf=$data/"
 }
 
 node_pid() { if [[ -f $RUN_DIR/node-$1.pid ]]; then cat "$RUN_DIR/node-$1.pid"; fi; }
@@ -208,13 +189,6 @@ recorded_nodes() {  # indexes of nodes with a pid file, sorted
   done | sort -n
 }
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-tail_logs() {  # node-dir
-  local f="$1/logs/console.log"
-  log "---- last lines of $f ----"
-  if [[ -f $f ]]; then tail -n 40 "$f" >&2; else log "(no log)"; fi
-}
 
 # --------------------------------------------------------------- start ------
 
@@ -269,9 +243,10 @@ write_node_config() {  # node-dir index nodes http-port transport-port
 }
 
 cmd_start() {
-  local nodes=1 http_port=9250 transport_port="" data="" heap_opt=""
+  local nodes=1 http_port=auto transport_port="" data="" heap_opt=""
   while (( $# )); do
     case $1 in
+      --run-dir) RUN_DIR=${2:?}; shift 2 ;;
       --nodes) nodes=${2:?}; shift 2 ;;
       --http-port) http_port=${2:?}; shift 2 ;;
       --transport-port) transport_port=${2:?}; shift 2 ;;
@@ -281,14 +256,16 @@ cmd_start() {
     esac
   done
   [[ $nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer"
+  [[ $http_port == auto ]] && http_port=$(free_port_base "$nodes")
   [[ $http_port =~ ^[0-9]+$ ]] || die "--http-port must be a number"
   transport_port=${transport_port:-$((http_port + 100))}
   [[ -n $heap_opt ]] && HEAP=$heap_opt
 
   mkdir -p "$CACHE" "$RUN_DIR"
-  # One start/stop at a time per cache (two concurrent first runs would both build).
-  exec 9>"$CACHE/.lock"
-  flock -w 900 9 || die "timed out waiting for the lock on $CACHE/.lock"
+  RUN_DIR=$(cd "$RUN_DIR" && pwd)
+  # One start/stop at a time per run dir.
+  exec 9>"$RUN_DIR/.lock"
+  flock -w 900 9 || die "timed out waiting for the lock on $RUN_DIR/.lock"
 
   local i
   for i in $(recorded_nodes); do
@@ -312,7 +289,7 @@ cmd_start() {
   ensure_dist
 
   if [[ -z $data ]]; then
-    data=$DEFAULT_DATA
+    data=$RUN_DIR/nodes
     rm -rf "$data"     # default location: always a brand-new cluster
   fi
   # An explicit --data DIR is kept as is: reuse it only with the same layout.
@@ -352,28 +329,17 @@ cmd_start() {
 
   # Wait for the cluster: yellow (or green) with every node joined, via node-0,
   # then each node's own HTTP port.
-  local base="http://127.0.0.1:$http_port" deadline=$((SECONDS + START_TIMEOUT)) ok=0 health=""
-  while (( SECONDS < deadline )); do
+  local base="http://127.0.0.1:$http_port" health
+  if ! health=$(wait_healthy "$base" "$nodes" "$START_TIMEOUT" "${STARTED[@]}"); then
     for (( i = 0; i < nodes; i++ )); do
-      if ! alive "${STARTED[$i]}"; then
-        tail_logs "$data/node-$i"
-        die "node-$i (pid ${STARTED[$i]}) exited during startup"
-      fi
+      alive "${STARTED[$i]}" || { tail_logs "$data/node-$i/logs/console.log"; die "node-$i (pid ${STARTED[$i]}) exited during startup"; }
     done
-    if health=$(http_get "$base/_cluster/health?wait_for_status=yellow&wait_for_nodes=$nodes&timeout=2s" 5 2>/dev/null) \
-       && [[ $health == *'"timed_out":false'* ]]; then
-      ok=1
-      for (( i = 1; i < nodes; i++ )); do
-        http_get "http://127.0.0.1:$((http_port + i))/" 5 >/dev/null 2>&1 || ok=0
-      done
-      (( ok )) && break
-    fi
-    sleep 1
-  done
-  if (( ! ok )); then
-    tail_logs "$data/node-0"
-    die "cluster not healthy after ${START_TIMEOUT}s (last health: ${health:-no answer})"
+    tail_logs "$data/node-0/logs/console.log"
+    die "cluster not healthy after ${START_TIMEOUT}s (last health: ${health#TIMEOUT })"
   fi
+  for (( i = 1; i < nodes; i++ )); do
+    http_get "http://127.0.0.1:$((http_port + i))/" 30 >/dev/null || die "node-$i does not answer on its http port"
+  done
   STARTED=()   # success: the EXIT trap has nothing to clean up
 
   local status
@@ -388,15 +354,15 @@ cmd_start() {
 # ---------------------------------------------------------------- stop ------
 
 cmd_stop() {
-  mkdir -p "$CACHE" "$RUN_DIR"
-  exec 9>"$CACHE/.lock"
-  flock -w 120 9 || die "timed out waiting for the lock on $CACHE/.lock"
+  mkdir -p "$RUN_DIR"
+  exec 9>"$RUN_DIR/.lock"
+  flock -w 120 9 || die "timed out waiting for the lock on $RUN_DIR/.lock"
   local pids=() i p
   for i in $(recorded_nodes); do
     p=$(node_pid "$i")
     alive "$p" && pids+=("$p")
   done
-  # Stragglers: JVMs from this cache's distribution without a pid file.
+  # Stragglers: this run's JVMs without a pid file.
   for p in $(our_java_pids); do
     [[ " ${pids[*]} " == *" $p "* ]] || { log "also stopping straggler pid $p"; pids+=("$p"); }
   done
@@ -406,10 +372,12 @@ cmd_stop() {
   else
     log "no node running"
   fi
-  rm -f "$RUN_DIR"/node-*.pid "$RUN_DIR"/urls "$RUN_DIR"/cluster.env
   # Anything still here ignored SIGKILL (should not happen): say so loudly.
   p=$(our_java_pids | tr '\n' ' ')
   [[ -z ${p// } ]] || die "processes still alive after stop: $p"
+  rm -f "$RUN_DIR"/node-*.pid "$RUN_DIR"/urls "$RUN_DIR"/cluster.env
+  # the nodes' data of a default (not --data) start goes with them
+  rm -rf "$RUN_DIR/nodes"
 }
 
 cmd_stop_node() {
@@ -443,7 +411,7 @@ cmd_stop_node() {
 # -------------------------------------------------------------- status ------
 
 cmd_status() {
-  local i p http_port=9250 up=0 down=0 url=""
+  local i p http_port=0 up=0 down=0 url=""
   if [[ -f $RUN_DIR/cluster.env ]]; then
     http_port=$(sed -n 's/^HTTP_PORT=//p' "$RUN_DIR/cluster.env")
   fi
@@ -469,11 +437,18 @@ cmd_status() {
 
 # ---------------------------------------------------------------- main ------
 
-case ${1:-} in
-  start) shift; cmd_start "$@" ;;
-  stop) shift; cmd_stop ;;
-  stop-node) shift; cmd_stop_node "$@" ;;
-  status) shift; cmd_status ;;
+# --run-dir DIR may come anywhere after the command (start parses its own).
+ARGS=()
+CMD=${1:-}
+(( $# )) && shift
+while (( $# )); do
+  if [[ $CMD != start && $1 == --run-dir ]]; then RUN_DIR=${2:?}; shift 2; else ARGS+=("$1"); shift; fi
+done
+case $CMD in
+  start) cmd_start "${ARGS[@]}" ;;
+  stop) cmd_stop ;;
+  stop-node) cmd_stop_node "${ARGS[@]}" ;;
+  status) cmd_status ;;
   *)
     sed -n '/^# Usage:/,/^# When run as root/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2 ;;

@@ -1,20 +1,20 @@
-"""Real search-engine nodes for the engine tests, through scripts/opensearch.sh.
+"""Real search-engine nodes for the engine tests: OpenSearch (scripts/opensearch.sh) and
+Elasticsearch 9 and 8 (scripts/elasticsearch.sh), each started once per session on a free
+port in its own run directory, so two test sessions on one machine never collide (only the
+Maven repository and the unpacked distributions are shared).
 
-Fixtures (import them into a test module):
+Fixtures:
 
-- `opensearch_url` (session): RAQIB_TEST_OPENSEARCH_URL when set (a node you run yourself;
-  never stopped here), else a fresh single node started with
-  `scripts/opensearch.sh start --http-port 9250` (RAQIB_TEST_OPENSEARCH_PORT overrides the
-  port) and stopped at the end of the session.
-- `elasticsearch_url` (session): RAQIB_TEST_ELASTICSEARCH_URL, else the tests are skipped
-  ("RAQIB_TEST_ELASTICSEARCH_URL not set"): no Elasticsearch distribution is reachable from
-  the package registries these machines can use.
-- `opensearch_cluster` (function): a separate three-node cluster on http ports 9260-9262,
-  run from its own cache directory (RAQIB_TEST_OPENSEARCH_CLUSTER_HOME, default
-  <RAQIB_OPENSEARCH_HOME>-cluster3, sharing the Maven repository) so it never touches the
-  single node; stopped when the test ends. Gives a `Cluster` with `urls` and `stop_node()`.
+- `opensearch_url`, `es9_url`, `es8_url` (session): a fresh single node, started in the
+  background at the start of the session together with the others the selected tests use
+  and stopped at its end; or a node you run yourself, never stopped here, from
+  RAQIB_TEST_OPENSEARCH_URL, RAQIB_TEST_ES9_URL (or RAQIB_TEST_ELASTICSEARCH_URL),
+  RAQIB_TEST_ES8_URL.
+- `opensearch_cluster` (function): a separate three-node OpenSearch cluster with its own run
+  directory; stopped when the test ends. Gives a `Cluster` with `urls` and `stop_node()`.
 
-Without Java 11-23 or Maven the tests are skipped with the script's own reason.
+Without the tools a node needs (Java, Maven, unzip) the tests are skipped with the
+script's own reason; any other start failure fails them.
 """
 
 from __future__ import annotations
@@ -22,111 +22,151 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "opensearch.sh"
-DEFAULT_HOME = Path(os.environ.get("RAQIB_OPENSEARCH_HOME")
-                    or Path.home() / ".cache" / "raqib-opensearch")
-START_TIMEOUT = 1200  # a cold first start assembles the distribution with Maven
+SCRIPTS = ROOT / "scripts"
+START_TIMEOUT = 1200  # a cold first start downloads the distribution with Maven
 
-# What the script says when the machine cannot run a node: skip, don't fail.
-_UNAVAILABLE = ("no Java 11-23 found", "mvn not found", "Maven build failed")
+# (flavor, script, start arguments, environment variable of a node you run yourself)
+NODES = {
+    "opensearch": ("opensearch", "opensearch.sh", [], ("RAQIB_TEST_OPENSEARCH_URL",)),
+    "es9": ("elasticsearch", "elasticsearch.sh", ["--version", "9.5.3"],
+            ("RAQIB_TEST_ES9_URL", "RAQIB_TEST_ELASTICSEARCH_URL")),
+    "es8": ("elasticsearch", "elasticsearch.sh", ["--version", "8.19.21"], ("RAQIB_TEST_ES8_URL",)),
+}
+
+# What the scripts say when the machine cannot run a node: skip, don't fail.
+_UNAVAILABLE = ("no Java", "mvn not found", "unzip not found")
 
 
 @dataclass
 class Cluster:
     urls: list[str]
-    env: dict[str, str]
+    run_dir: str
     log: list[str] = field(default_factory=list)
 
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return run_script(*args, env=self.env, timeout=timeout)
-
     def stop_node(self, i: int, kill: bool = False) -> None:
-        args = ["stop-node", str(i)] + (["--kill"] if kill else [])
-        r = self.run(*args)
+        args = ["stop-node", str(i), "--run-dir", self.run_dir] + (["--kill"] if kill else [])
+        r = run_script("opensearch.sh", *args, timeout=120)
         self.log.append(r.stderr)
         if r.returncode != 0:
             raise RuntimeError(f"opensearch.sh {' '.join(args)} failed: {r.stderr[-2000:]}")
 
 
-def run_script(*args: str, env: dict[str, str] | None = None,
-               timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+def run_script(script: str, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS / script), *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def _check_tools() -> None:
+def new_run_dir(name: str) -> str:
+    """A directory of this session's own: pid files, urls and the nodes' data go there."""
+    return tempfile.mkdtemp(prefix=f"raqib-{name}-")
+
+
+def start(script: str, run_dir: str, *args: str,
+          result: subprocess.CompletedProcess | None = None) -> list[str]:
+    """Start node(s) (or take the `result` of a start already run); returns their URLs.
+    Skips when a tool is missing, fails otherwise."""
     if shutil.which("bash") is None or shutil.which("curl") is None:
-        pytest.skip("bash and curl are needed to run scripts/opensearch.sh")
-    if shutil.which("java") is None and not os.environ.get("RAQIB_OPENSEARCH_JAVA_HOME") \
-            and not os.environ.get("JAVA_HOME") and not Path("/usr/lib/jvm/java-17-openjdk-amd64").exists():
-        pytest.skip("no Java found: OpenSearch 2.19 needs Java 11-23 (set RAQIB_OPENSEARCH_JAVA_HOME)")
-
-
-def start_cluster(nodes: int, http_port: int, env: dict[str, str] | None = None) -> list[str]:
-    """Start nodes; returns their URLs. Skips when Java/Maven are missing, fails otherwise."""
-    _check_tools()
-    r = run_script("start", "--nodes", str(nodes), "--http-port", str(http_port), env=env)
+        pytest.skip(f"bash and curl are needed to run scripts/{script}")
+    r = result or run_script(script, "start", "--run-dir", run_dir, *args)
     if r.returncode != 0:
         tail = r.stderr[-3000:]
         if any(s in r.stderr for s in _UNAVAILABLE):
-            pytest.skip(f"cannot run OpenSearch here: {tail.strip().splitlines()[-1]}")
-        pytest.fail(f"scripts/opensearch.sh start --nodes {nodes} --http-port {http_port} failed "
-                    f"(set RAQIB_TEST_OPENSEARCH_URL to use a running node):\n{tail}",
-                    pytrace=False)
-    urls = [u.strip() for u in r.stdout.splitlines() if u.strip().startswith("http")]
-    assert len(urls) == nodes, r.stdout
-    return urls
+            pytest.skip(f"cannot run scripts/{script} here: {tail.strip().splitlines()[-1]}")
+        pytest.fail(f"scripts/{script} start {' '.join(args)} failed:\n{tail}", pytrace=False)
+    return [u.strip() for u in r.stdout.splitlines() if u.strip().startswith("http")]
 
 
-def stop_cluster(env: dict[str, str] | None = None) -> None:
-    r = run_script("stop", env=env, timeout=300)
+def stop(script: str, run_dir: str) -> None:
+    r = run_script(script, "stop", "--run-dir", run_dir, timeout=300)
     if r.returncode != 0:  # pragma: no cover - reported, never silently left running
-        raise RuntimeError(f"scripts/opensearch.sh stop failed: {r.stderr[-2000:]}")
+        raise RuntimeError(f"scripts/{script} stop failed: {r.stderr[-2000:]}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _own_url(name: str) -> str | None:
+    for var in NODES[name][3]:
+        if os.environ.get(var):
+            return os.environ[var].rstrip("/")
+    return None
+
+
+# Nodes being started for this session: {name: (run_dir, future of the start's result)}.
+_launched: dict[str, tuple[str, Future]] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine_nodes(request):
+    """Start every node the selected tests use at once, in the background: three JVMs
+    starting together take about as long as the slowest, not the sum. Stops them all at
+    the end of the session (also those no test got to use)."""
+    wanted = set()
+    for item in request.session.items:
+        if item.get_closest_marker("engine") is None:  # `-m "not engine"` starts nothing
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        wanted |= {v for v in params.values() if isinstance(v, str) and v in NODES}
+        wanted |= {n for n in NODES if f"{n}_url" in getattr(item, "fixturenames", ())}
+    wanted = {n for n in wanted if _own_url(n) is None}
+    pool = ThreadPoolExecutor(max(1, len(wanted)), thread_name_prefix="raqib-node")
+    for name in sorted(wanted):
+        _flavor, script, args, _ = NODES[name]
+        run_dir = new_run_dir(name)
+        _launched[name] = (run_dir, pool.submit(run_script, script, "start", "--run-dir", run_dir, *args))
+    yield
+    for name, (run_dir, fut) in list(_launched.items()):
+        fut.exception()  # wait for a start still running, then stop whatever it started
+        stop(NODES[name][1], run_dir)
+        del _launched[name]
+    pool.shutdown()
+
+
+def _session_node(name: str) -> str:
+    own = _own_url(name)
+    if own:
+        return own
+    _flavor, script, args, _ = NODES[name]
+    if name not in _launched:  # not foreseen (e.g. asked for by getfixturevalue only)
+        run_dir = new_run_dir(name)
+        _launched[name] = (run_dir, Future())
+        _launched[name][1].set_result(run_script(script, "start", "--run-dir", run_dir, *args))
+    run_dir, fut = _launched[name]
+    return start(script, run_dir, *args, result=fut.result())[0]
 
 
 @pytest.fixture(scope="session")
 def opensearch_url():
-    url = os.environ.get("RAQIB_TEST_OPENSEARCH_URL")
-    if url:
-        yield url.rstrip("/")
-        return
-    port = int(os.environ.get("RAQIB_TEST_OPENSEARCH_PORT", "9250"))
-    urls = start_cluster(1, port)
-    try:
-        yield urls[0]
-    finally:
-        stop_cluster()
+    return _session_node("opensearch")
 
 
 @pytest.fixture(scope="session")
-def elasticsearch_url():
-    url = os.environ.get("RAQIB_TEST_ELASTICSEARCH_URL")
-    if not url:
-        pytest.skip("RAQIB_TEST_ELASTICSEARCH_URL not set")
-    return url.rstrip("/")
+def es9_url():
+    return _session_node("es9")
 
 
-def cluster_env() -> dict[str, str]:
-    home = os.environ.get("RAQIB_TEST_OPENSEARCH_CLUSTER_HOME") or f"{DEFAULT_HOME}-cluster3"
-    env = dict(os.environ)
-    env["RAQIB_OPENSEARCH_HOME"] = home
-    # share the single node's Maven repository: nothing is downloaded twice
-    env.setdefault("RAQIB_OPENSEARCH_M2_REPO", str(DEFAULT_HOME / "m2"))
-    return env
+@pytest.fixture(scope="session")
+def es8_url():
+    return _session_node("es8")
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url(es9_url):
+    return es9_url
 
 
 @pytest.fixture
 def opensearch_cluster():
-    env = cluster_env()
-    port = int(os.environ.get("RAQIB_TEST_OPENSEARCH_CLUSTER_PORT", "9260"))
-    urls = start_cluster(3, port, env=env)
+    run_dir = new_run_dir("opensearch-cluster3")
+    urls = start("opensearch.sh", run_dir, "--nodes", "3")
+    assert len(urls) == 3, urls
     try:
-        yield Cluster(urls, env)
+        yield Cluster(urls, run_dir)
     finally:
-        stop_cluster(env)
+        stop("opensearch.sh", run_dir)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
 from alerts.channels import verify_signature
 from indexers.sqlite import SqliteIndex
+from monitor.arabic import forms, query_key, tokens
 from monitor.config import load_config
 from monitor.service import run_once
 from tests.corpus import ant_item, rss, rss_item, seed_text, topical_docs
@@ -120,7 +122,14 @@ async def test_poll_tag_index_search_alert(tmp_path, feed_server, webhook_receiv
     items = webhook_receiver.items()
     seed_alerts = [i for i in items if i["title"] == SEED_TITLE and i["subscription_id"] == "nato-watch"]
     assert len(seed_alerts) == 1
-    assert "«الناتو»" in seed_alerts[0]["snippet"] or "«" in seed_alerts[0]["snippet"]
+    # the snippet is a window of the article's own text whose marked words are its mentions
+    # of الناتو (any clitic form), not any text with a «
+    snip = seed_alerts[0]["snippet"]
+    marked = re.findall(r"«([^«»]+)»", snip)
+    assert marked and all(query_key("الناتو") in forms(t) for m in marked for t in tokens(m)), snip
+    plain = " ".join(snip.replace("«", "").replace("»", "").strip("…").split())
+    body = " ".join(seed_text().split())
+    assert len(plain) > 100 and plain in body, snip
     memo = [i for i in items if i["subscription_id"] == "memo"]
     assert [m["title"] for m in memo] == [SEED_TITLE]
     for d in webhook_receiver.deliveries:

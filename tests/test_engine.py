@@ -32,6 +32,7 @@ from monitor.store import Store
 from monitor.topics import build_tagger
 from tests.corpus import topical_docs
 from tests.helpers import make_article
+from tests.opensearch_node import NODES
 
 from tests.test_search import QUERIES
 
@@ -104,10 +105,11 @@ def embedded(corpus, stored, tmp_path_factory):
     store.close()
 
 
-@pytest.fixture(params=["opensearch", "elasticsearch"])
+@pytest.fixture(params=list(NODES))
 def flavor_url(request):
-    name = "opensearch_url" if request.param == "opensearch" else "elasticsearch_url"
-    return request.param, request.getfixturevalue(name)
+    """(flavor, url) of each real node: OpenSearch, Elasticsearch 9 and 8."""
+    flavor = NODES[request.param][0]
+    return flavor, request.getfixturevalue(f"{request.param}_url")
 
 
 async def _drop(ix: EngineIndex) -> None:
@@ -563,6 +565,162 @@ async def test_percolator_fires_exactly_what_the_matcher_fires(make_engine, corp
     assert (await ix.health())["subscriptions"] == len(subs)
     await ix.put_subscriptions([])
     assert await ix.percolate(corpus[:5]) == {a.id: [] for a in corpus[:5]}
+
+
+def test_sqlite_install_needs_no_cluster_client(tmp_path):
+    """The cluster clients are extras: with neither importable, the default SQLite setup
+    runs, and choosing a cluster backend says in one line what to install."""
+    import subprocess
+    import sys
+
+    from tests.e2e_setup import ROOT, write_config
+
+    cfg = write_config(tmp_path, [])
+    code = (
+        "import sys\n"
+        "for m in ('elasticsearch', 'elastic_transport', 'opensearchpy'): sys.modules[m] = None\n"
+        "from monitor.cli import main\n"
+        f"rc = main(['index', 'status', '--json', '--config', {str(cfg)!r}])\n"
+        "from indexers.engine import make_client\n"
+        "from monitor.errors import ConfigError\n"
+        "for flavor in ('elasticsearch', 'opensearch'):\n"
+        "    try:\n"
+        "        make_client(flavor, ['http://127.0.0.1:9'])\n"
+        "    except ConfigError as e:\n"
+        "        print(e)\n"
+        "sys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert '"backend": "sqlite"' in r.stdout
+    assert "pip install 'raqib[elasticsearch]'" in r.stdout and "pip install 'raqib[opensearch]'" in r.stdout
+
+
+def test_base_install_pulls_no_cluster_client():
+    """The transitive requirements of `pip install raqib` (no extras), read from the installed
+    packages' metadata: neither cluster client is among them, both are in the extras."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    def name(n: str) -> str:
+        return re.sub(r"[-_.]+", "-", n).lower()
+
+    seen: set[str] = set()
+    todo = ["raqib"]
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        try:
+            reqs = distribution(n).requires or []
+        except PackageNotFoundError:
+            continue
+        for r in map(Requirement, reqs):
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(name(r.name))
+    assert len(seen) > 10  # really walked the tree
+    assert not seen & {"elasticsearch", "elastic-transport", "opensearch-py"}, sorted(seen)
+    extras = [Requirement(r) for r in distribution("raqib").requires or []]
+    by_extra = {(name(r.name), str(r.marker)) for r in extras if r.marker}
+    assert ("elasticsearch", 'extra == "elasticsearch"') in by_extra
+    assert ("opensearch-py", 'extra == "opensearch"') in by_extra
+    es = next(r for r in extras if name(r.name) == "elasticsearch")
+    assert not es.specifier.contains("9.0.0") and es.specifier.contains("8.19.0")
+
+
+async def test_node_scripts_act_on_their_own_run_dir_only(flavor_url, tmp_path):
+    """Stopping another (empty) run dir leaves this session's node running: runs never
+    touch each other's nodes (the old script killed every node of its cache)."""
+    from tests.opensearch_node import run_script
+
+    flavor, url = flavor_url
+    script = "opensearch.sh" if flavor == "opensearch" else "elasticsearch.sh"
+    other = tmp_path / "other-run"
+    st = run_script(script, "status", "--run-dir", str(other), timeout=60)
+    assert st.returncode == 1 and "not running" in st.stdout
+    assert run_script(script, "stop", "--run-dir", str(other), timeout=120).returncode == 0
+    ix = EngineIndex(make_client(flavor, [url], max_retries=0), flavor=flavor)
+    try:
+        h = await ix.client.cluster.health()
+        assert getattr(h, "body", h)["status"] in ("green", "yellow")
+    finally:
+        await ix.close()
+
+
+# ------------------------------------------------- shared cluster state ----
+
+async def test_capabilities_are_probed_and_mappings_follow_them(make_engine, flavor_url):
+    """OpenSearch here carries every module Raqib uses; Elastic's integ-test builds none of
+    them. Either way the probe says so, the mappings use only what exists, and
+    health()["server"] reports it with the supported and tested versions."""
+    flavor, _ = flavor_url
+    ix = make_engine()
+    await ix.ensure_setup()
+    caps = ix.capabilities
+    assert caps is not None and caps.flavor == flavor and caps.version
+    if flavor == "opensearch":
+        assert caps.missing() == [] and ix.supports_percolation is True
+    else:  # the test distribution (scripts/elasticsearch.sh), not a production cluster
+        assert caps.version.split(".")[0] in ("8", "9")
+        assert set(caps.missing()) == {"percolator", "arabic_analyzer", "english_analyzer",
+                                       "whitespace_tokenizer", "delete_by_query"}
+        assert ix.supports_percolation is False
+    mapping = (await ix._api("mapping", ix.client.indices.get_mapping(index=ix.names.first_index)))
+    props = mapping[ix.names.first_index]["mappings"]["properties"]
+    assert ("en" in props["title"].get("fields", {})) == caps.english_analyzer
+    assert props["title_tokens"]["analyzer"] == ("raqib_tokens" if caps.whitespace_tokenizer else "keyword")
+    server = (await ix.health())["server"]
+    assert server["version"] == caps.version and server["tested_versions"]
+    assert server["alerts"] == ("percolator" if caps.percolator else
+                                "embedded matcher (the cluster has no percolator)")
+    assert server["capabilities"] == {k: getattr(caps, k) for k in server["capabilities"]}
+
+
+async def test_a_restarting_worker_keeps_the_other_workers_subscriptions(make_engine):
+    """put_subscriptions stores a worker's own changes only: a worker that starts (and so
+    knows nothing it stored before) never deletes what another worker stored."""
+    prefix = f"rqt-{uuid.uuid4().hex[:10]}"
+    a, b = make_engine(prefix=prefix), make_engine(prefix=prefix)
+    art = make_article("الناتو ومذكرة بودابست", "قال الأمين العام لحلف الناتو إن مذكرة بودابست قائمة")
+    await a.put_subscriptions([("a1", "الناتو")])
+    await b.put_subscriptions([("b1", '"مذكرة بودابست"'), ("b2", "كورسك")])
+    restarted = make_engine(prefix=prefix)  # worker A again, after a restart
+    await restarted.put_subscriptions([("a1", "الناتو")])
+    shared = b.supports_percolation  # the percolator holds every worker's subscriptions
+    assert (await b.percolate([art]))[art.id] == (["a1", "b1"] if shared else ["b1"])
+    if shared:
+        assert (await b.health())["subscriptions"] == 3
+    # the one that removes a subscription removes it, and only it
+    await restarted.sync_subscriptions([], ["a1"])
+    await b.put_subscriptions([("b1", '"مذكرة بودابست"')])  # b2 dropped by its owner
+    assert (await b.percolate([art]))[art.id] == ["b1"]
+    assert (await restarted.percolate([art]))[art.id] == (["b1"] if shared else [])
+    if shared:
+        assert (await b.health())["subscriptions"] == 1
+    with pytest.raises(QueryError):  # a bad query changes nothing
+        await b.sync_subscriptions([("bad", "(كورسك")], ["b1"])
+    assert (await b.percolate([art]))[art.id] == ["b1"]
+
+
+async def test_delivery_claims_have_a_mapping_an_owner_and_a_retention(make_engine):
+    ix = make_engine()
+    other = make_engine(prefix=ix.names.prefix)
+    ids = [f"d{i}" for i in range(5)]
+    assert await ix.claim_deliveries(ids, "worker-a") == set(ids)
+    assert await other.claim_deliveries(ids + ["d9"], "worker-b") == {"d9"}
+    assert await ix.claim_deliveries(ids, "worker-a") == set(ids)  # a restart re-claims its own
+    name = ix.names.deliveries
+    mapping = (await ix._api("mapping", ix.client.indices.get_mapping(index=name)))[name]["mappings"]
+    assert mapping["dynamic"] == "strict"
+    assert mapping["properties"] == {"owner": {"type": "keyword"},
+                                     "claimed_at": {"type": "date", "format": "epoch_millis"}}
+    # retention: nothing is young enough to go by default; all of it is old a minute from now
+    assert await ix.purge_claims(wait=True) in (0, None)
+    assert await other.claim_deliveries(ids, "worker-b") == set()
+    import time as _time
+    assert await ix.purge_claims(before_ms=int(_time.time() * 1000) + 60_000, wait=True) == 6
+    assert await other.claim_deliveries(ids, "worker-b") == set(ids)
 
 
 # ---------------------------------------------------------- three nodes ----
