@@ -11,6 +11,7 @@ relative dates, short clitic readings) on both sides.
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 from dataclasses import dataclass
@@ -177,7 +178,9 @@ def queries(words: list[str], phrases: list[str], sources: list[str], topics: li
 
 
 def property_settings(examples: int):
-    """Bounded for CI; no example database written into the checkout."""
+    """Bounded for CI (RAQIB_FUZZ_SCALE multiplies it, as `pytest -m fuzz` does); no example
+    database written into the checkout."""
+    examples = int(examples * float(os.environ.get("RAQIB_FUZZ_SCALE", "1")))
     return settings(max_examples=examples, deadline=None, database=None, print_blob=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
