@@ -645,12 +645,16 @@ class EngineIndex:
                 after = page[-1]["sort"]
             if remaining <= 0 or len(page) < size:
                 break
-        hits = []
-        for h in raw_hits:
-            art = dsl.article_from_source(h["_source"])
-            hits.append(SearchHit(article=art, score=float(h.get("_score") or 0.0),
-                                  highlights={"title": highlight(art.title, keys)},
-                                  snippet=snippet(art.body, keys)))
+        def render() -> list[SearchHit]:  # highlighting is CPU work: off the event loop
+            out = []
+            for h in raw_hits:
+                art = dsl.article_from_source(h["_source"])
+                out.append(SearchHit(article=art, score=float(h.get("_score") or 0.0),
+                                     highlights={"title": highlight(art.title, keys)},
+                                     snippet=snippet(art.body, keys)))
+            return out
+
+        hits = await asyncio.to_thread(render)
         shown = seen + len(hits)
         nxt = dsl.encode_cursor(sort, after, shown) if hits and shown < total else None
         return SearchPage(total=total, hits=tuple(hits), next_cursor=nxt)
