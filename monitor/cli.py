@@ -15,13 +15,25 @@ from datetime import UTC, datetime
 from monitor.errors import ConfigError, QueryError, RaqibError
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="DIR", default=None,
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """Options every command takes, before or after the command name (like git or docker).
+    Below the top level they default to SUPPRESS, so a value given before the command stays."""
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--config", metavar="DIR", default=d(None),
                    help="configuration directory (default: $RAQIB_CONFIG or ./config)")
-    p.add_argument("--data-dir", metavar="DIR", default=None,
+    p.add_argument("--data-dir", metavar="DIR", default=d(None),
                    help="where the database lives (default: data_dir in raqib.yaml, or $RAQIB_DATA_DIR)")
-    p.add_argument("--bidi", action="store_true",
+    p.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
+    p.add_argument("--quiet", "-q", action="store_true", default=d(False),
+                   help="only warnings and errors; no progress display")
+    p.add_argument("--verbose", "-v", action="store_true", default=d(False), help="debug logging")
+    p.add_argument("--bidi", action="store_true", default=d(False),
                    help="reorder Arabic for terminals without bidirectional text support")
+
+
+EPILOG = """exit status: 0 done; 1 some work failed (a feed, an alert, a refused document);
+2 bad usage, configuration or query; 70 internal error (RAQIB_DEBUG=1 shows the
+traceback); 141 output pipe closed."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
     positional value, so `raqib search -كورسك` searches for "without كورسك"."""
 
     def _parse_optional(self, arg_string):  # type: ignore[override]
-        if arg_string.startswith("-") and not arg_string.startswith("--") and arg_string != "-h":
+        if arg_string.startswith("-") and not arg_string.startswith("--") and arg_string not in ("-h", "-q", "-v"):
             return None
         return super()._parse_optional(arg_string)
 
@@ -53,7 +65,9 @@ def _bounded(lo: int, hi: int):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
-                                 "for tracked topics; search them; get alerts.")
+                                 "for tracked topics; search them; get alerts.", epilog=EPILOG)
+    ap.add_argument("--version", action="version", version=f"raqib {_version()}")
+    _common(ap, top=True)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the monitoring service until SIGINT/SIGTERM")
@@ -61,11 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("once", help="poll every feed once, index, alert, exit (for cron and tests); "
                                    "exit 1 when a feed failed")
     _common(p)
-    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--force", action="store_true",
+                   help="poll every feed now, also those backing off after errors (this run only)")
     p = sub.add_parser("search", help="search stored articles (query language: see README)")
     _common(p)
     p.add_argument("query")
-    p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--limit", type=_bounded(1, 1000), default=10, help="results per page, 1-1000")
     p.add_argument("--cursor", help="continue from a previous page's next_cursor")
     p.add_argument("--sort", choices=["relevance", "date"], default="relevance")
@@ -73,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("query", nargs="?", default=None)
     p.add_argument("--interval", choices=["day", "hour"], default="day")
-    p.add_argument("--json", action="store_true")
     p = sub.add_parser("tag", help="tag text with topics, without fetching")
     _common(p)
     p.add_argument("file", nargs="?", default="-", help="input file, or - for stdin")
@@ -92,10 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="only show what it would have matched")
     p.add_argument("--backfill", action="store_true",
                    help="also alert on feeds' back catalogue and on articles older than alerts.max_age")
-    p.add_argument("--yes", action="store_true", help="save without asking")
+    p.add_argument("--yes", action="store_true", help="save without asking (needed when stdin is not a terminal)")
+    p.add_argument("--replace", action="store_true", help="replace an existing subscription with this id")
     p = ssub.add_parser("list", help="list subscriptions")
     _common(p)
-    p.add_argument("--json", action="store_true")
     p = ssub.add_parser("remove", help="remove a subscription")
     _common(p)
     p.add_argument("id")
@@ -103,7 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     isub = pi.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = isub.add_parser("status", help="backend health, document counts, queue and outbox backlog")
     _common(p)
-    p.add_argument("--json", action="store_true")
     p = isub.add_parser("reindex", help="rebuild the index from the article store")
     _common(p)
     p.add_argument("--batch", type=_bounded(1, 10_000), default=500)
@@ -111,8 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = pf.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = fsub.add_parser("check", help="fetch and parse each feed once; print a status table")
     _common(p)
-    p.add_argument("--json", action="store_true")
     return ap
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("raqib")
+    except PackageNotFoundError:  # running from a checkout without installing
+        return "unknown"
 
 
 def _config(args):
@@ -154,7 +174,8 @@ def _main(args) -> int:
         config = _config(args)
         from monitor.logs import setup_logging
 
-        setup_logging(config.settings.log.level, config.settings.log.json_format)
+        level = "DEBUG" if args.verbose else "WARNING" if args.quiet else config.settings.log.level
+        setup_logging(level, config.settings.log.json_format)
         handler = {"run": cmd_run, "once": cmd_once, "search": cmd_search, "trends": cmd_trends,
                    "subscriptions": cmd_subscriptions, "feeds": cmd_feeds,
                    "index": cmd_index}[args.command]
@@ -189,9 +210,9 @@ def cmd_once(args, config) -> int:
         with Progress(transient=True) as progress:
             task = progress.add_task("polling feeds", total=len(feeds))
             reports, drained, delivered = asyncio.run(
-                run_once(config, lambda r: progress.advance(task)))
+                run_once(config, lambda r: progress.advance(task), force=args.force))
     else:
-        reports, drained, delivered = asyncio.run(run_once(config))
+        reports, drained, delivered = asyncio.run(run_once(config, force=args.force))
     by = {}
     for r in reports:
         by[r.status] = by.get(r.status, 0) + 1
@@ -325,6 +346,7 @@ def cmd_subscriptions(args, config) -> int:
 
     store = Store(config.data_dir / "raqib.db")
     try:
+        subs.sync_from_config(store, config.alerts.subscriptions)  # alerts.yaml is the truth for its own
         if args.action == "list":
             rows = subs.load_all(store)
             if args.json:
@@ -334,6 +356,12 @@ def cmd_subscriptions(args, config) -> int:
                     f" digest={s.digest_minutes:g}min" if s.digest_minutes else "")
                 print(_display(args, f"{s.id}\t{s.query}\t→ {', '.join(s.channels)}{extra}\t({s.origin})"))
             return 0
+        existing = {s.id: s for s in subs.load_all(store)}
+        mine = existing.get(args.id)
+        if mine is not None and mine.origin == "file" and args.action in ("remove", "add"):
+            print(f"raqib: subscription {args.id!r} is defined in alerts.yaml; change it there",
+                  file=sys.stderr)
+            return 2
         if args.action == "remove":
             if not subs.remove(store, args.id):
                 print(f"raqib: no subscription {args.id!r}", file=sys.stderr)
@@ -341,6 +369,10 @@ def cmd_subscriptions(args, config) -> int:
             print(f"removed {args.id}")
             return 0
         # add
+        if mine is not None and not args.replace:
+            print(f"raqib: subscription {args.id!r} exists ({mine.query}); use --replace to replace it",
+                  file=sys.stderr)
+            return 2
         check_query(config, args.query)
         unknown = [c for c in args.channel if c not in config.alerts.channels]
         if unknown:
@@ -361,7 +393,10 @@ def cmd_subscriptions(args, config) -> int:
             print(_display(args, f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.highlights.get('title')}"))
         if args.dry_run:
             return 0
-        if sys.stdin.isatty() and not args.yes:
+        if not args.yes:
+            if not sys.stdin.isatty():  # a piped "n" or nothing at all is no consent
+                print("raqib: not saved: stdin is not a terminal; add --yes to save", file=sys.stderr)
+                return 2
             if input("save this subscription? [y/N] ").strip().lower() not in ("y", "yes"):
                 print("not saved")
                 return 1
@@ -432,12 +467,7 @@ def cmd_index(args, config) -> int:
             if args.json:
                 print(json.dumps(st, ensure_ascii=False, default=str))
             else:
-                for k, v in st.items():
-                    if k == "dead_letters":
-                        for d in v:
-                            print(f"dead letter: {d['article']} ({d['attempts']} attempts): {d['error']}")
-                    else:
-                        print(f"{k}: {v}")
+                _print_status(st)
             return 0
         n, error, counts = asyncio.run(reindex())
         print(f"reindexed {n} articles")
@@ -448,6 +478,29 @@ def cmd_index(args, config) -> int:
         return 0
     finally:
         store.close()
+
+
+def _print_status(st: dict) -> None:
+    """`index status` for people: one aligned line per fact, nested facts indented."""
+    def show(key: str, value, indent: str = "") -> None:
+        label = key.replace("_", " ")
+        if isinstance(value, dict) and not value:
+            print(f"{indent}{label + ':':<22}-")
+        elif isinstance(value, dict):
+            print(f"{indent}{label}:")
+            for k, v in value.items():
+                show(str(k), v, indent + "  ")
+        elif isinstance(value, list | tuple):
+            if key == "dead_letters":
+                for d in value:
+                    print(f"{indent}dead letter {d['article']} ({d['attempts']} attempts): {d['error']}")
+            elif key != "problems" or value:
+                print(f"{indent}{label + ':':<22}{', '.join(map(str, value)) or '-'}")
+        else:
+            print(f"{indent}{label + ':':<22}{value}")
+
+    for k, v in st.items():
+        show(k, v)
 
 
 def cmd_feeds(args, config) -> int:
@@ -491,7 +544,7 @@ def cmd_feeds(args, config) -> int:
         for r in rows:
             t.add_row(r["id"], r["status"], str(r["items"]), r["encoding"], f"{r['seconds']:.2f}")
         Console().print(t)
-    return 0 if any(r["items"] for r in rows) or not rows else 1
+    return 1 if any(r["status"].startswith("error") for r in rows) else 0
 
 
 if __name__ == "__main__":

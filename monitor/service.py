@@ -45,18 +45,19 @@ def make_deliverer(pipeline: Pipeline) -> Deliverer:
     return d
 
 
-async def run_once(config: Config, on_feed=None, feeds: list[FeedConfig] | None = None
-                   ) -> tuple[list[FeedReport], DrainReport, DeliveryReport]:
+async def run_once(config: Config, on_feed=None, feeds: list[FeedConfig] | None = None,
+                   force: bool = False) -> tuple[list[FeedReport], DrainReport, DeliveryReport]:
     """Poll every enabled feed once, index, match, deliver; then return.
 
     A feed in error back-off (or told to come back later by Retry-After) is skipped until it
-    is due, so a cron job running `once` every minute is as polite as the service."""
+    is due, so a cron job running `once` every minute is as polite as the service; `force`
+    polls them anyway (`raqib once --force`)."""
     with DataDirLock(config.data_dir, "once"):
         async with Pipeline(config) as p:
-            return await _once(p, config, on_feed, feeds)
+            return await _once(p, config, on_feed, feeds, force)
 
 
-async def _once(p: Pipeline, config: Config, on_feed, feeds: list[FeedConfig] | None
+async def _once(p: Pipeline, config: Config, on_feed, feeds: list[FeedConfig] | None, force: bool
                 ) -> tuple[list[FeedReport], DrainReport, DeliveryReport]:
     await start(p)
     deliverer = make_deliverer(p)
@@ -65,7 +66,7 @@ async def _once(p: Pipeline, config: Config, on_feed, feeds: list[FeedConfig] | 
     todo, skipped = [], []
     for f in feeds or [f for f in config.feeds if f.enabled]:
         st = states.get(f.url)
-        if st and st.error_count and st.next_due and st.next_due > now:
+        if not force and st and st.error_count and st.next_due and st.next_due > now:
             skipped.append(FeedReport(f.id, f.url, "backing-off", error=st.last_error or "",
                                       next_due=st.next_due))
             if on_feed:

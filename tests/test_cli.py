@@ -91,7 +91,7 @@ def test_feeds_check_table(tmp_path):
         return proc.returncode, out, err
 
     rc, out, err = asyncio.run(main())
-    assert rc == 0, err
+    assert rc == 1, err  # a feed failed
     rows = {r["id"]: r for r in json.loads(out)}
     assert rows["ok"]["items"] == 1 and rows["ok"]["encoding"] == "windows-1256"
     assert rows["gone"]["status"].startswith("error: HTTP 404")
@@ -174,3 +174,34 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path):
                        shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.stdout.strip() == "1000 articles"
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
+def test_global_options_go_before_or_after_the_command(tmp_path):
+    _stored(tmp_path, 3)
+    before = raqib("--data-dir", str(tmp_path), "--json", "search", "الناتو")
+    after = raqib("search", "الناتو", "--data-dir", str(tmp_path), "--json")
+    assert before.returncode == after.returncode == 0, before.stderr + after.stderr
+    assert json.loads(before.stdout)["total"] == json.loads(after.stdout)["total"] == 3
+    v = raqib("--version")
+    assert v.returncode == 0 and v.stdout.startswith("raqib ")
+    h = raqib("--help")
+    assert "exit status: 0 done; 1 some work failed" in " ".join(h.stdout.split())
+
+
+def test_subscription_prompts_respect_the_user(tmp_path):
+    from tests.e2e_setup import write_config
+
+    cfg = write_config(tmp_path, [], channels={"log": {"type": "log"}},
+                       subscriptions=[{"id": "managed", "query": "كورسك", "channels": ["log"]}])
+    add = ("subscriptions", "add", "s1", "الناتو", "--channel", "log", "--config", str(cfg))
+    r = raqib(*add, stdin="y\n")  # stdin is a pipe: no consent without --yes
+    assert r.returncode == 2 and "--yes" in r.stderr
+    assert raqib(*add, "--yes").returncode == 0
+    r = raqib(*add[:3], "قمة", *add[4:], "--yes")
+    assert r.returncode == 2 and "exists" in r.stderr and "--replace" in r.stderr
+    assert raqib(*add[:3], "قمة", *add[4:], "--yes", "--replace").returncode == 0
+    listed = json.loads(raqib("subscriptions", "list", "--json", "--config", str(cfg)).stdout)
+    assert {s["id"]: s["query"] for s in listed}["s1"] == "قمة"
+    # one defined in alerts.yaml is changed there, not here
+    r = raqib("subscriptions", "remove", "managed", "--config", str(cfg))
+    assert r.returncode == 2 and "alerts.yaml" in r.stderr

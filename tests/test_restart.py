@@ -34,12 +34,30 @@ def _count(db: Path, sql: str) -> int:
         return 0
 
 
+_STARTED: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_service_outlives_its_test():
+    """A failing assertion must not leave a `raqib run` behind (they ran on for hours)."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
+
 async def _start(cfg: Path) -> asyncio.subprocess.Process:
     log = open(cfg.parent / "service.log", "ab")  # a file, not a pipe nobody drains
     try:
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg), cwd=ROOT,
             stdout=log, stderr=log, env={**os.environ, "RAQIB_TEST_HOOK_SECRET": "s3cret"})
+        _STARTED.append(proc)
+        return proc
     finally:
         log.close()
 
