@@ -193,8 +193,15 @@ def _main(args) -> int:
         return 130
 
 
+def _need_feeds(config) -> None:
+    if not any(f.enabled for f in config.feeds):
+        raise ConfigError(f"{config.config_dir / 'feeds.yaml'}: no enabled feed: at least one feed is needed")
+
+
 def cmd_run(args, config) -> int:
     from monitor.service import Service
+
+    _need_feeds(config)
 
     asyncio.run(Service(config).run())
     return 0
@@ -202,6 +209,8 @@ def cmd_run(args, config) -> int:
 
 def cmd_once(args, config) -> int:
     from monitor.service import run_once
+
+    _need_feeds(config)
 
     feeds = [f for f in config.feeds if f.enabled]
     if sys.stderr.isatty() and not args.quiet:

@@ -658,17 +658,50 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _error_at(e: ValidationError) -> tuple[tuple[Any, ...], str, str]:
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys valid at `loc` inside `model` (following nested models, lists and optionals)."""
+    import typing
+
+    def inner(tp: Any) -> type[BaseModel] | None:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return tp
+        for arg in typing.get_args(tp):
+            found = inner(arg)
+            if found is not None:
+                return found
+        return None
+
+    cur: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int) or cur is None:
+            continue
+        field = cur.model_fields.get(str(part))
+        cur = inner(field.annotation) if field else None
+    return list(cur.model_fields) if cur is not None else []
+
+
+def _error_at(e: ValidationError, model: type[BaseModel] | None = None) -> tuple[tuple[Any, ...], str, str]:
     """(location, dotted key, problem) of a validation error's first entry."""
-    err = e.errors()[0]
+    errors = e.errors()
+    # A misspelt key shows up as an unknown key plus a missing one: name the typo first.
+    err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
     loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
     loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "[key]"))))
     cause = (err.get("ctx") or {}).get("error")
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden" and loc and model is not None:
+        import difflib
+
+        near = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc[:-1]), n=1, cutoff=0.6)
+        msg = f"unknown key {str(loc[-1])[:40]!r}" + (f" — did you mean {near[0]!r}?" if near else
+                                                      f"; valid keys: {', '.join(_fields_at(model, loc[:-1]))}")
+        errors = [x for x in errors if not (x["type"] == "missing" and near and x["loc"][-1] == near[0])]
+    elif err["type"] in ("tuple_type", "list_type") and err.get("input") is None:
+        msg = "is empty: a list is needed here"
     if isinstance(cause, _At):
         loc, msg = loc + cause.path, cause.problem
     key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
-    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return loc, _one_line(key)[:120], _one_line(msg)[:400] + more
 
 
@@ -676,7 +709,7 @@ def _validate(model: type[BaseModel], data: Any, path: Path, text: str) -> Any:
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as e:
-        loc, key, msg = _error_at(e)
+        loc, key, msg = _error_at(e, model)
         line = _line_of(text, loc)
         where = f"{path}:{line}" if line else f"{path}"
         raise ConfigError(f"{where}: {key}: {msg}" if key else f"{where}: {msg}") from None
@@ -752,7 +785,7 @@ def _settings(raw: Any, path: Path, text: str, env: Mapping[str, str]) -> Settin
     try:
         return Settings.model_validate(_merge(raw or {}, over))
     except ValidationError as e:
-        loc, key, msg = _error_at(e)
+        loc, key, msg = _error_at(e, Settings)
         for src, var in sources.items():
             n = min(len(src), len(loc))
             if n and src[:n] == loc[:n]:

@@ -46,7 +46,7 @@ def test_env_overrides_settings(cfg):
      ["feeds.yaml:4: feeds[1].id: duplicate feed id 'a'"]),
     ("feeds.yaml", "feeds:\n  - id: a\n   url: [\n", ["feeds.yaml", "invalid YAML"]),
     ("raqib.yaml", "fetch:\n  read_timeout: -1\n", ["raqib.yaml:2: fetch.read_timeout: ", "greater than 0"]),
-    ("raqib.yaml", "fetch:\n  read_timout: 3\n", ["fetch.read_timout", "Extra inputs"]),
+    ("raqib.yaml", "fetch:\n  read_timout: 3\n", ["fetch.read_timout", "did you mean 'read_timeout'"]),
     ("topics.yaml", "topics:\n  - id: x\n    aliases: []\n", ["topics.yaml", "topics[0].aliases"]),
     ("alerts.yaml", "channels: {}\nsubscriptions:\n  - id: s\n    query: '(الناتو'\n    channels: [x]\n",
      ["alerts.yaml:4: subscriptions[0].query: ", "missing ')'"]),
@@ -84,3 +84,26 @@ def test_subscription_naming_an_unknown_topic_or_source_is_refused(tmp_path):
         with pytest.raises(ConfigError) as e:
             load_config(cfg)
         assert "alerts.yaml:" in str(e.value) and "subscriptions[1].query" in str(e.value) and says in str(e.value)
+
+
+def test_config_errors_speak_the_users_words(tmp_path):
+    from monitor.config import load_config
+    from monitor.errors import ConfigError
+    from tests.e2e_setup import write_config
+
+    cfg = write_config(tmp_path, [])
+    cases = [("feeds.yaml", "feeds:\n  - id: a\n    ulr: http://x.org/f\n",
+              "feeds.yaml:3: feeds[0].ulr: unknown key 'ulr' — did you mean 'url'?"),
+             ("feeds.yaml", "feeds:\n", "feeds.yaml:1: feeds: is empty: a list is needed here"),
+             ("raqib.yaml", "fetch:\n  read_timout: 3\n", "fetch.read_timout: unknown key 'read_timout' — did you mean"),
+             ("raqib.yaml", "fetch:\n  zzz: 3\n", "unknown key 'zzz'; valid keys: user_agent, connect_timeout")]
+    for name, text, says in cases:
+        saved = (cfg / name).read_text(encoding="utf-8")
+        (cfg / name).write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError) as e:
+            load_config(cfg, env={})
+        assert says in str(e.value) and "(and" not in str(e.value), str(e.value)
+        (cfg / name).write_text(saved, encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "once", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "at least one feed is needed" in r.stderr
