@@ -95,7 +95,8 @@ def test_config_errors_speak_the_users_words(tmp_path):
     cases = [("feeds.yaml", "feeds:\n  - id: a\n    ulr: http://x.org/f\n",
               "feeds.yaml:3: feeds[0].ulr: unknown key 'ulr' — did you mean 'url'?"),
              ("feeds.yaml", "feeds:\n", "feeds.yaml:1: feeds: is empty: a list is needed here"),
-             ("raqib.yaml", "fetch:\n  read_timout: 3\n", "fetch.read_timout: unknown key 'read_timout' — did you mean"),
+             ("raqib.yaml", "fetch:\n  read_timout: 3\n",
+              "fetch.read_timout: unknown key 'read_timout' — did you mean"),
              ("raqib.yaml", "fetch:\n  zzz: 3\n", "unknown key 'zzz'; valid keys: user_agent, connect_timeout")]
     for name, text, says in cases:
         saved = (cfg / name).read_text(encoding="utf-8")
