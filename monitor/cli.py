@@ -299,13 +299,17 @@ def cmd_trends(args, config) -> int:
         finally:
             await index.close()
 
-    buckets = asyncio.run(go())
-    if args.json:
-        print(json.dumps([{"bucket": b.bucket.isoformat(), "topic": b.topic, "count": b.count}
-                          for b in buckets]))
+    from monitor.trends import asked_topics, series
+
+    times, counts = series(asyncio.run(go()), args.interval, asked_topics(args.query))
+    fmt = "%Y-%m-%d %H:00" if args.interval == "hour" else "%Y-%m-%d"
+    if args.json:  # {"interval", "buckets": [iso…], "topics": {id: [count per bucket]}}
+        print(json.dumps({"interval": args.interval, "buckets": [t.isoformat() for t in times],
+                          "topics": counts}))
     else:
-        for b in buckets:
-            print(f"{b.bucket:%Y-%m-%d %H:00}\t{b.topic}\t{b.count}")
+        print("\t".join([args.interval, *counts]))
+        for i, t in enumerate(times):
+            print("\t".join([f"{t:{fmt}}", *(str(c[i]) for c in counts.values())]))
     return 0
 
 

@@ -205,3 +205,26 @@ def test_subscription_prompts_respect_the_user(tmp_path):
     # one defined in alerts.yaml is changed there, not here
     r = raqib("subscriptions", "remove", "managed", "--config", str(cfg))
     assert r.returncode == 2 and "alerts.yaml" in r.stderr
+
+
+def test_trends_fill_gaps_and_keep_to_the_topics_asked(tmp_path):
+    from datetime import UTC, datetime
+
+    from monitor.store import Store
+    from tests.helpers import make_article
+
+    store = Store(tmp_path / "raqib.db")
+    day = lambda d: datetime(2025, 3, d, 12, tzinfo=UTC)  # noqa: E731
+    store.ingest([make_article("كورسك", "ا", link="https://x.org/1", published=day(1), topics=("kursk", "nato")),
+                  make_article("كورسك", "ب", link="https://x.org/2", published=day(4), topics=("kursk",)),
+                  make_article("كورسك", "ج", link="https://x.org/3", published=day(4), topics=("kursk",))],
+                 [], {}, None)
+    store.close()
+    assert raqib("index", "reindex", "--data-dir", str(tmp_path)).returncode == 0
+    r = raqib("trends", "topic:kursk", "--json", "--data-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["buckets"] == [f"2025-03-0{d}T00:00:00+00:00" for d in (1, 2, 3, 4)]
+    assert got["topics"] == {"kursk": [1, 0, 0, 2]}  # nato is not asked about; gaps are zero
+    table = raqib("trends", "topic:kursk", "--data-dir", str(tmp_path)).stdout.splitlines()
+    assert table == ["day\tkursk", "2025-03-01\t1", "2025-03-02\t0", "2025-03-03\t0", "2025-03-04\t2"]
