@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_bounded(1, 10_000), default=500)
     pf = sub.add_parser("feeds", help="feed tools")
     fsub = pf.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = fsub.add_parser("list", help="each feed's state: last poll, errors, back-off, next due")
+    _common(p)
     p = fsub.add_parser("check", help="fetch and parse each feed once; print a status table")
     _common(p)
     return ap
@@ -516,7 +518,51 @@ def _print_status(st: dict) -> None:
         show(k, v)
 
 
+def _feed_rows(config) -> list[dict]:
+    """Configured feeds with what the store remembers of them (stable keys for --json)."""
+    from monitor.store import Store
+
+    store = Store(config.data_dir / "raqib.db")
+    try:
+        states = store.feed_states()
+    finally:
+        store.close()
+    now = datetime.now(UTC)
+    rows = []
+    for f in config.feeds:
+        st = states.get(f.url)
+        when = lambda dt: dt.isoformat(timespec="seconds") if dt else None  # noqa: E731
+        rows.append({
+            "id": f.id, "url": f.url, "enabled": f.enabled,
+            "last_poll": when(st and st.last_fetched), "last_new": when(st and st.last_new),
+            "errors_in_a_row": st.error_count if st else 0, "last_error": (st.last_error if st else None),
+            "backing_off_until": when(st.next_due) if st and st.error_count and st.next_due and st.next_due > now
+            else None,
+            "next_due": when(st and st.next_due),
+            "interval_seconds": round(st.interval) if st and st.interval else None})
+    return rows
+
+
 def cmd_feeds(args, config) -> int:
+    if args.action == "list":
+        rows = _feed_rows(config)
+        failing = 1 if any(r["errors_in_a_row"] for r in rows) else 0
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+            return failing
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table("feed", "last poll", "errors", "next due", "last error")
+        for r in rows:
+            t.add_row(r["id"] + ("" if r["enabled"] else " (disabled)"), r["last_poll"] or "never",
+                      str(r["errors_in_a_row"]), r["next_due"] or "at start", (r["last_error"] or "")[:80])
+        Console().print(t)
+        return failing
+    return _feeds_check(args, config)
+
+
+def _feeds_check(args, config) -> int:
     from monitor.fetcher import Fetcher
     from monitor.pipeline import ParseWorkers, fetch_settings
 

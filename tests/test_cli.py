@@ -37,7 +37,8 @@ def test_tag_jsonl():
 
 
 def test_tag_jsonl_bad_line_is_reported_and_the_rest_processed():
-    r = raqib("tag", "--jsonl", stdin='{"id": 1, "text": "الناتو"}\nnot json\n{"text": "x"}\n{"id": 2, "text": "كورسك"}\n')
+    r = raqib("tag", "--jsonl",
+              stdin='{"id": 1, "text": "الناتو"}\nnot json\n{"text": "x"}\n{"id": 2, "text": "كورسك"}\n')
     assert r.returncode == 2
     assert [json.loads(x)["id"] for x in r.stdout.splitlines()] == [1, 2]
     assert "line 2" in r.stderr and "line 3" in r.stderr
@@ -228,3 +229,33 @@ def test_trends_fill_gaps_and_keep_to_the_topics_asked(tmp_path):
     assert got["topics"] == {"kursk": [1, 0, 0, 2]}  # nato is not asked about; gaps are zero
     table = raqib("trends", "topic:kursk", "--data-dir", str(tmp_path)).stdout.splitlines()
     assert table == ["day\tkursk", "2025-03-01\t1", "2025-03-02\t0", "2025-03-03\t0", "2025-03-04\t2"]
+
+
+async def test_feeds_list_shows_each_feeds_state(tmp_path, feed_server):
+    import asyncio
+
+    from tests.corpus import rss, rss_item
+    from tests.e2e_setup import write_config
+
+    async def run(*args):  # the feed server runs on this test's event loop: never block it
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "monitor.cli", *args, cwd=ROOT,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode(), err.decode()
+
+    feed_server.set_feed("/ok.xml", rss([rss_item("الناتو", "https://e.org/1", "نص")]))
+    feed_server.set_status("/bad.xml", 500)
+    cfg = str(write_config(tmp_path, [("ok", feed_server.url("/ok.xml")), ("bad", feed_server.url("/bad.xml"))]))
+    rows = {r["id"]: r for r in json.loads((await run("feeds", "list", "--json", "--config", cfg))[1])}
+    assert rows["ok"]["last_poll"] is None and rows["bad"]["errors_in_a_row"] == 0
+    assert (await run("once", "--config", cfg))[0] == 1
+    code, out, _ = await run("feeds", "list", "--json", "--config", cfg)
+    assert code == 1  # a feed is failing
+    rows = {r["id"]: r for r in json.loads(out)}
+    assert rows["ok"]["last_poll"] and rows["ok"]["errors_in_a_row"] == 0 and rows["ok"]["next_due"]
+    assert rows["bad"]["errors_in_a_row"] == 1 and "500" in rows["bad"]["last_error"]
+    assert rows["bad"]["backing_off_until"] == rows["bad"]["next_due"]
+    _, out, _ = await run("once", "--force", "--config", cfg)  # polls the failing feed again at once
+    assert json.loads(out.splitlines()[-1])["failed"][0]["id"] == "bad"
+    rows = {r["id"]: r for r in json.loads((await run("feeds", "list", "--json", "--config", cfg))[1])}
+    assert rows["bad"]["errors_in_a_row"] == 2
