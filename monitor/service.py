@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import signal
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -112,6 +113,7 @@ class Service:
         self.stop = asyncio.Event()
         self.in_flight: set[asyncio.Task] = set()
         self.grace = config.settings.schedule.shutdown_grace
+        self.counts: Counter[str] = Counter()
 
     async def run(self) -> None:
         with DataDirLock(self.config.data_dir, "run"):
@@ -143,9 +145,13 @@ class Service:
                     self._poll_job, IntervalTrigger(seconds=interval, jitter=sched.jitter),
                     args=[feed], id=feed.id, name=feed.url, coalesce=True, max_instances=1,
                     next_run_time=first, misfire_grace_time=int(interval))
+                log.info("feed scheduled", extra={"feed": feed.id, "next_poll": first.isoformat(timespec="seconds"),
+                                                  "interval": round(interval)})
             self.scheduler.start()
             log.info("service started", extra={"feeds": len(feeds), "data_dir": str(self.config.data_dir)})
+            summary = asyncio.create_task(self._summaries(min(300.0, sched.default_interval)))
             await self.stop.wait()
+            summary.cancel()
             log.info("stopping: finishing polls in flight", extra={"in_flight": len(self.in_flight)})
             # Pause, not shut down: APScheduler's shutdown cancels the running jobs at once,
             # and polls in flight deserve their grace period first.
@@ -172,6 +178,15 @@ class Service:
             log.warning("polls still running at shutdown were cancelled; they are re-polled next start",
                         extra={"cancelled": len(late), "grace_seconds": self.grace})
 
+    async def _summaries(self, every: float) -> None:
+        """One line per period: what the polls of that period did (the service is not silent
+        between feeds coming due, and a failing feed shows up without reading every line)."""
+        while True:
+            await asyncio.sleep(every)
+            counts, self.counts = self.counts, Counter()
+            if counts:
+                log.info("poll summary", extra={"seconds": round(every), **dict(sorted(counts.items()))})
+
     def _request_stop(self, sig: signal.Signals) -> None:
         log.info("signal received", extra={"signal": sig.name})
         self.stop.set()
@@ -185,6 +200,8 @@ class Service:
         try:
             async with self.slots:
                 report = await self.pipeline.poll(feed)
+            self.counts[report.status] += 1
+            self.counts["new_articles"] += report.new
             await self.pipeline.drain()
             self._retime(feed, report)
         except asyncio.CancelledError:  # shutdown gave up on this poll; nothing was committed

@@ -53,6 +53,7 @@ async def test_second_run_and_once_refuse_and_each_alert_goes_out_once(tmp_path,
         await asyncio.wait_for(first.wait(), 60)
         log.close()
     assert first.returncode == 0
+    assert "feed scheduled feed=f next_poll=" in (tmp_path / "run.log").read_text()  # when it will poll
     ids = Counter(d["headers"]["X-Raqib-Delivery"] for d in webhook_receiver.deliveries)
     assert len(ids) == 8 and set(ids.values()) == {1}
     # the lock went with the process: a once now runs, and sends nothing again
