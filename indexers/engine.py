@@ -620,7 +620,11 @@ class EngineIndex:
             return _body(await self.client.search(index=index, body=body))
         except CLIENT_ERRORS as e:
             if _status(e) == 400:
-                raise QueryError(f"{what} rejected by {self.flavor}: {_describe(e)}") from e
+                # The cluster's own wording (a DSL parse error) means nothing to the user; it
+                # goes to the log, the user gets Raqib's words.
+                log.warning("cluster rejected a query", extra={"what": what, "error": _describe(e)[:500]})
+                raise QueryError(f"the {self.flavor} cluster could not run this query "
+                                 "(it may be too large or too broad; details in the log)") from e
             raise IndexError_(f"{self.flavor}: {what} failed: {_describe(e)}") from e
 
     async def search(self, query: str, *, limit: int = 20, cursor: str | None = None,
