@@ -44,12 +44,18 @@ class LogChannel:
                                      "title": it.title, "link": it.link, "topics": list(it.topics)})
 
 
-def make_channels(specs: Mapping[str, dict]) -> dict[str, Any]:
+def make_channels(specs: Mapping[str, dict], send_timeout: float | None = None) -> dict[str, Any]:
+    """Channels from alerts.yaml. A channel's own timeout is kept below the per-send deadline:
+    a send abandoned by the deadline but finished later by the channel's thread would be sent
+    again on the retry (Apprise channels carry no delivery id to deduplicate on)."""
     from alerts.channels import build_channel
 
     out: dict[str, Any] = {}
     for name, spec in specs.items():
-        out[name] = LogChannel(name) if spec.get("type") == "log" else build_channel(name, dict(spec))
+        ch = LogChannel(name) if spec.get("type") == "log" else build_channel(name, dict(spec))
+        if send_timeout and isinstance(getattr(ch, "timeout", None), int | float):
+            ch.timeout = min(ch.timeout, send_timeout * 0.8)
+        out[name] = ch
     return out
 
 
@@ -88,6 +94,7 @@ class Deliverer:
         self.wake = asyncio.Event()
         self.owner = owner_id()
         self.health: dict[str, ChannelHealth] = defaultdict(ChannelHealth)
+        self._stop: asyncio.Event | None = None
 
     @property
     def lease(self) -> float:
@@ -95,14 +102,17 @@ class Deliverer:
         return self.settings.send_timeout * 2 + 30
 
     def retry_delay(self, attempts: int) -> float:
-        base = min(self.settings.retry_max, self.settings.retry_base * 2 ** attempts)
+        base = min(self.settings.retry_max, self.settings.retry_base * 2 ** min(attempts, 30))
         return base * random.uniform(0.8, 1.0)
 
-    async def run_once(self, page: int = 500) -> DeliveryReport:
-        """Claim the due rows page by page and send them, each channel concurrently."""
+    async def run_once(self, page: int = 500, stop: asyncio.Event | None = None) -> DeliveryReport:
+        """Claim the due rows page by page and send them, each channel concurrently; with
+        `stop`, the round ends at the next message once it is set (rows not sent are handed
+        back), so shutdown never waits for a whole backlog."""
         report = DeliveryReport()
+        self._stop = stop
         subs: dict[str, Subscription] | None = None
-        while True:
+        while not (stop and stop.is_set()):
             rows = await self.db(outbox.claim, self.store, self.owner, self.clock(), self.lease, page)
             if not rows:
                 return report
@@ -115,6 +125,8 @@ class Deliverer:
                                    for ch, by_sub in groups.items()))
             if len(rows) < page:
                 return report
+        await self.release()
+        return report
 
     async def release(self) -> None:
         await self.db(self.store.release_leases, self.owner)
@@ -122,6 +134,9 @@ class Deliverer:
     async def _deliver_channel(self, channel_name: str, by_sub: dict[str, list[outbox.OutboxRow]],
                                subs: dict[str, Subscription], report: DeliveryReport) -> None:
         for sub_id, group in by_sub.items():
+            if self._stop is not None and self._stop.is_set():
+                await self.db(self.store.outbox_postpone, [r.id for r in group], self.owner, 0.0)
+                continue
             health = self.health[channel_name]
             if health.is_open(self.clock()):
                 await self.db(self.store.outbox_postpone, [r.id for r in group], self.owner,
@@ -139,6 +154,11 @@ class Deliverer:
     async def _deliver_group(self, sub: Subscription | None, channel_name: str,
                              group: list[outbox.OutboxRow], report: DeliveryReport) -> None:
         now = self.clock()
+        if sub and (sub.digest_minutes > 0 or sub.throttle_max):
+            # Folded into one message: every waiting alert of the pair, not just this page's.
+            more = await self.db(outbox.claim_group, self.store, self.owner, sub.id, channel_name,
+                                 now, self.lease, {r.id for r in group})
+            group = group + more
         ids = [r.id for r in group]
         if sub and sub.digest_minutes > 0:
             first = await self.db(self.store.outbox_group_opened, sub.id, channel_name)
@@ -154,7 +174,7 @@ class Deliverer:
             per = sub.throttle_per or 3600
             sent = await self.db(self.store.messages_sent_since, sub.id, channel_name, now - per)
             budget = sub.throttle_max - len(sent)
-            if budget <= 0:
+            if budget <= 0 and sent:
                 await self.db(self.store.outbox_postpone, ids, self.owner, sent[0] + per)
                 report.held += len(ids)
                 return
@@ -165,6 +185,10 @@ class Deliverer:
         health = self.health[channel_name]
         for i, msg in enumerate(messages):
             msg_ids = [r.id for r in msg]
+            if self._stop is not None and self._stop.is_set():  # shutting down: hand the rest back
+                await self.db(self.store.outbox_postpone, [r.id for m in messages[i:] for r in m],
+                              self.owner, 0.0)
+                return
             if not await self.db(self.store.renew_lease, msg_ids, self.owner, self.clock() + self.lease):
                 log.warning("alert lease lost; another process will send it", extra={"channel": channel_name})
                 continue
@@ -202,7 +226,7 @@ class Deliverer:
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.run_once()
+                await self.run_once(stop=stop)
             except Exception as e:
                 log.error("delivery round failed; retrying next round",
                           extra={"error": f"{type(e).__name__}: {e}"})

@@ -63,3 +63,11 @@ def claim(store: Store, owner: str, now: float, lease: float, limit: int = 500) 
 
 def backlog(store: Store) -> dict[str, int]:
     return store.outbox_backlog()
+
+
+def claim_group(store: Store, owner: str, subscription_id: str, channel: str, now: float, lease: float,
+                have: set[int]) -> list[OutboxRow]:
+    """Lease every other pending row of one (subscription, channel), due or not: a digest or
+    a throttled burst goes out as one message however many pages it spans."""
+    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], item_from_json(r[5]))
+            for r in store.claim_outbox_group(owner, subscription_id, channel, now, lease) if r[0] not in have]

@@ -24,14 +24,15 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     p.add_argument("--data-dir", metavar="DIR", default=d(None),
                    help="where the database lives (default: data_dir in raqib.yaml, or $RAQIB_DATA_DIR)")
     p.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
-    p.add_argument("--quiet", "-q", action="store_true", default=d(False),
+    p.add_argument("--quiet", action="store_true", default=d(False),
                    help="only warnings and errors; no progress display")
-    p.add_argument("--verbose", "-v", action="store_true", default=d(False), help="debug logging")
+    p.add_argument("--verbose", action="store_true", default=d(False), help="debug logging")
     p.add_argument("--bidi", action="store_true", default=d(False),
                    help="reorder Arabic for terminals without bidirectional text support")
 
 
-EPILOG = """exit status: 0 done; 1 some work failed (a feed, an alert, a refused document);
+EPILOG = """exit status: 0 done; 1 some work failed (a feed in once / feeds check / feeds list,
+articles still refused by reindex, a refused data-dir lock);
 2 bad usage, configuration or query; 70 internal error (RAQIB_DEBUG=1 shows the
 traceback); 141 output pipe closed."""
 
@@ -41,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
     positional value, so `raqib search -كورسك` searches for "without كورسك"."""
 
     def _parse_optional(self, arg_string):  # type: ignore[override]
-        if arg_string.startswith("-") and not arg_string.startswith("--") and arg_string not in ("-h", "-q", "-v"):
+        if arg_string.startswith("-") and not arg_string.startswith("--") and arg_string != "-h":
             return None
         return super()._parse_optional(arg_string)
 
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", action="store_true",
                    help='each input line is {"id", "title"?, "text"}; one JSON result per line')
     ps = sub.add_parser("subscriptions", help="manage alert subscriptions")
+    _common(ps)
     ssub = ps.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = ssub.add_parser("add", help="preview a query on stored articles, then save it as a subscription")
     _common(p)
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("id")
     pi = sub.add_parser("index", help="index operations")
+    _common(pi)
     isub = pi.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = isub.add_parser("status", help="backend health, document counts, queue and outbox backlog")
     _common(p)
@@ -120,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--batch", type=_bounded(1, 10_000), default=500)
     pf = sub.add_parser("feeds", help="feed tools")
+    _common(pf)
     fsub = pf.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = fsub.add_parser("list", help="each feed's state: last poll, errors, back-off, next due")
     _common(p)
@@ -190,6 +194,10 @@ def _main(args) -> int:
         return 2
     except RaqibError as e:
         print(f"raqib: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file or directory the user named cannot be used: their words
+        where = f": {e.filename}" if e.filename else ""
+        print(f"raqib: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -361,7 +369,7 @@ def cmd_subscriptions(args, config) -> int:
 
     store = Store(config.data_dir / "raqib.db")
     try:
-        subs.sync_from_config(store, config.alerts.subscriptions)  # alerts.yaml is the truth for its own
+        managed = {c.id for c in config.alerts.subscriptions}  # alerts.yaml is the truth for its own
         if args.action == "list":
             rows = subs.load_all(store)
             if args.json:
@@ -373,7 +381,7 @@ def cmd_subscriptions(args, config) -> int:
             return 0
         existing = {s.id: s for s in subs.load_all(store)}
         mine = existing.get(args.id)
-        if mine is not None and mine.origin == "file" and args.action in ("remove", "add"):
+        if args.id in managed or (mine is not None and mine.origin == "file"):
             print(f"raqib: subscription {args.id!r} is defined in alerts.yaml; change it there",
                   file=sys.stderr)
             return 2
@@ -393,13 +401,7 @@ def cmd_subscriptions(args, config) -> int:
         if unknown:
             raise ConfigError(f"unknown channel {unknown[0]!r}; channels in alerts.yaml: "
                               f"{', '.join(config.alerts.channels) or 'none'}")
-        tmax = tper = None
-        if args.throttle:
-            try:
-                a, _, b = args.throttle.partition("/")
-                tmax, tper = int(a), float(b or 3600)
-            except ValueError:
-                raise ConfigError(f"--throttle {args.throttle!r}: use N/SECONDS, e.g. 10/3600") from None
+        tmax, tper = _checked_schedule(args)
         page = asyncio.run(_preview(config, args.query))
         print(f"{page.total} stored articles match {args.query!r}" + (":" if page.hits else "."))
         if page.total:
@@ -412,7 +414,11 @@ def cmd_subscriptions(args, config) -> int:
             if not sys.stdin.isatty():  # a piped "n" or nothing at all is no consent
                 print("raqib: not saved: stdin is not a terminal; add --yes to save", file=sys.stderr)
                 return 2
-            if input("save this subscription? [y/N] ").strip().lower() not in ("y", "yes"):
+            try:
+                answer = input("save this subscription? [y/N] ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
                 print("not saved")
                 return 1
         subs.save(store, subs.Subscription(args.id, args.name or args.id, args.query, tuple(args.channel),
@@ -421,6 +427,26 @@ def cmd_subscriptions(args, config) -> int:
         return 0
     finally:
         store.close()
+
+
+def _checked_schedule(args) -> tuple[int | None, float | None]:
+    """--throttle and --digest under the same bounds as alerts.yaml (one model checks both)."""
+    from pydantic import ValidationError
+
+    from monitor.config import SubscriptionConfig
+
+    throttle = None
+    if args.throttle:
+        a, _, b = args.throttle.partition("/")
+        throttle = {"max": a, "per": b or 3600}
+    try:
+        c = SubscriptionConfig(id="x", query="x", channels=("x",), throttle=throttle, digest_minutes=args.digest)
+    except ValidationError as e:
+        err = e.errors()[0]
+        what = "--digest" if err["loc"][0] == "digest_minutes" else "--throttle"
+        raise ConfigError(f"{what}: {err['msg'].removeprefix('Value error, ')} "
+                          "(e.g. --throttle 10/3600, --digest 60)") from None
+    return (c.throttle.max, c.throttle.per) if c.throttle else (None, None)
 
 
 async def _preview(config, query):

@@ -154,7 +154,6 @@ class AlertSettings(_Model):
     # stored and searchable but do not alert, unless a subscription sets `backfill: true`.
     max_age: float = Field(2 * 86400, gt=0, le=3650 * 86400)
     send_timeout: float = Field(30, gt=0, le=600)  # one send to one channel, then it counts as failed
-    breaker_after: int = Field(3, ge=1, le=1000)  # failures in a row that open a channel's breaker
 
     @field_validator("max_age", mode="before")
     @classmethod

@@ -76,6 +76,8 @@ def _init_worker(rules: tuple[TopicRule, ...], memory_limit: int = 0, timeout: f
     """A hostile feed may cost a worker its memory or its time, never the machine's."""
     global _WORKER_TAGGER, _WORKER_TIMEOUT, _WORKER_MEMORY
     _die_with_parent()
+    # Ctrl-C reaches the whole process group: the service decides how to stop, not its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_limit:
         _WORKER_MEMORY = memory_limit
         try:
@@ -167,6 +169,15 @@ class ParseWorkers(Executor):
         for pool in (self._pool, self._alone):
             if pool is not None:
                 pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def kill(self) -> None:
+        """Stop now: parses still running (a poll cancelled at shutdown) are abandoned, their
+        processes killed, so closing never waits on a parse stuck in C code."""
+        for pool in (self._pool, self._alone):
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                if proc.is_alive():
+                    proc.kill()
+        self.shutdown(wait=False, cancel_futures=True)
 
     async def parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
                     now: datetime) -> ParsedFeed:
@@ -285,7 +296,8 @@ class Pipeline:
     async def close(self) -> None:
         await self.fetcher.__aexit__(None, None, None)
         await self.index.close()
-        self._cpu.shutdown(wait=True, cancel_futures=True)
+        self._cpu.kill() if isinstance(self._cpu, ParseWorkers) else self._cpu.shutdown(
+            wait=True, cancel_futures=True)
         await self.db(self.store.close)
         self._db_pool.shutdown(wait=True)
 

@@ -40,7 +40,7 @@ async def start(pipeline: Pipeline) -> DrainReport:
 
 
 def make_deliverer(pipeline: Pipeline) -> Deliverer:
-    channels = make_channels(pipeline.config.alerts.channels)
+    channels = make_channels(pipeline.config.alerts.channels, pipeline.config.settings.alerts.send_timeout)
     d = Deliverer(pipeline.store, pipeline.db, channels, pipeline.config.settings.alerts)
     pipeline.on_alerts.append(d.wake.set)
     return d
@@ -160,8 +160,12 @@ class Service:
             self.scheduler.shutdown(wait=False)
             await p.drain()
             await delivery
+            # One last round for what the drain queued, bounded like the polls: what it cannot
+            # send in the grace period stays in the outbox for the next start.
+            last = asyncio.Event()
+            loop.call_later(max(self.grace, 1.0), last.set)
             try:
-                await deliverer.run_once()
+                await deliverer.run_once(stop=last)
             finally:
                 await deliverer.release()
         log.info("service stopped")

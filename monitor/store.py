@@ -362,10 +362,18 @@ class Store:
                 "throttle_max=excluded.throttle_max, throttle_per=excluded.throttle_per, "
                 "digest_minutes=excluded.digest_minutes, origin=excluded.origin, "
                 "backfill=excluded.backfill", (*row, iso(datetime.now(UTC))))
+            self._bump_subscriptions()
 
     def remove_subscription(self, sub_id: str) -> bool:
         with self._tx():
-            return self.conn.execute("DELETE FROM subscriptions WHERE id=?", (sub_id,)).rowcount > 0
+            gone = self.conn.execute("DELETE FROM subscriptions WHERE id=?", (sub_id,)).rowcount > 0
+            if gone:
+                self._bump_subscriptions()
+            return gone
+
+    def _bump_subscriptions(self) -> None:
+        self.conn.execute("INSERT INTO meta (key, value) VALUES ('subscriptions_version', '1') "
+                          "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
     def subscription_rows(self) -> list[tuple]:
         """Rows in SUBSCRIPTION_COLUMNS order; created_ts is filled from `created` for rows
@@ -379,10 +387,10 @@ class Store:
         return out
 
     def subscriptions_version(self) -> tuple:
-        """Changes whenever a subscription is added, changed or removed."""
-        return tuple(self.conn.execute(
-            "SELECT count(*), group_concat(id || query || channels || backfill, '|') "
-            "FROM subscriptions").fetchone())
+        """Changes whenever a subscription is added, changed or removed (a counter every write
+        bumps in its own transaction: cheap to poll, and no two states can look alike)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'subscriptions_version'").fetchone()
+        return (row[0] if row else "0",)
 
     # ---- outbox (alerts.outbox and alerts.delivery decide; this stores) ----
     # Rows are leased before they are sent: a claim sets (owner, expiry) in one transaction,
@@ -414,6 +422,16 @@ class Store:
                 " AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY id LIMIT ?) "
                 "RETURNING id, subscription_id, channel, attempts, created, payload",
                 (owner, now + lease, now, now, limit)).fetchall()
+
+    def claim_outbox_group(self, owner: str, subscription_id: str, channel: str, now: float,
+                           lease: float) -> list[tuple]:
+        """Lease every pending row of one (subscription, channel) not leased by someone else."""
+        with self._tx():
+            return self.conn.execute(
+                "UPDATE outbox SET lease_owner = ?, lease_expires = ? WHERE subscription_id = ? AND channel = ? "
+                "AND status = 'pending' AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires < ?) "
+                "RETURNING id, subscription_id, channel, attempts, created, payload",
+                (owner, now + lease, subscription_id, channel, owner, now)).fetchall()
 
     def renew_lease(self, ids: Sequence[int], owner: str, until: float) -> bool:
         """Extend the lease right before a send; False when any row is no longer ours."""

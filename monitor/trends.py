@@ -9,10 +9,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from indexers.base import TrendBucket
-from monitor.query import Topic, parse
+from monitor.query import Not, Topic, parse
 
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-MAX_BUCKETS = 100_000  # a filled series never explodes on an absurd date range
+MAX_BUCKETS = 5_000  # the most recent ones; one article dated 1970 cannot explode the series
 
 
 def asked_topics(query: str | None) -> set[str]:
@@ -25,9 +25,8 @@ def asked_topics(query: str | None) -> set[str]:
         node = stack.pop()
         if isinstance(node, Topic):
             out.add(node.id)
-        stack.extend(getattr(node, "children", ()) or ())
-        if hasattr(node, "child"):
-            stack.append(node.child)
+        elif not isinstance(node, Not):  # -topic:nato asks about everything but nato
+            stack.extend(getattr(node, "children", ()) or ())
     return out
 
 
@@ -39,8 +38,9 @@ def series(buckets: Sequence[TrendBucket], interval: str, topics: Iterable[str] 
     if not rows:
         return [], {t: [] for t in sorted(wanted)}
     step = STEP[interval]
-    first, last = min(b.bucket for b in rows), max(b.bucket for b in rows)
-    n = min(MAX_BUCKETS, int((last - first) / step) + 1)
+    last = max(b.bucket for b in rows)
+    first = max(min(b.bucket for b in rows), last - (MAX_BUCKETS - 1) * step)
+    n = int((last - first) / step) + 1
     times = [first + i * step for i in range(n)]
     index = {t: i for i, t in enumerate(times)}
     out = {t: [0] * n for t in sorted(wanted or {b.topic for b in rows})}

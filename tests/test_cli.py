@@ -179,6 +179,10 @@ def test_output_into_a_closed_pipe_is_quiet(tmp_path):
 
 def test_global_options_go_before_or_after_the_command(tmp_path):
     _stored(tmp_path, 3)
+    r = raqib("search", "-v", "--data-dir", str(tmp_path), "--json")  # "-v" is a query: without v
+    assert r.returncode == 0 and json.loads(r.stdout)["total"] == 3, r.stderr
+    r = raqib("index", "--json", "status", "--data-dir", str(tmp_path))
+    assert r.returncode == 0 and json.loads(r.stdout)["indexed_documents"] == 3, r.stderr
     before = raqib("--data-dir", str(tmp_path), "--json", "search", "الناتو")
     after = raqib("search", "الناتو", "--data-dir", str(tmp_path), "--json")
     assert before.returncode == after.returncode == 0, before.stderr + after.stderr
@@ -203,7 +207,10 @@ def test_subscription_prompts_respect_the_user(tmp_path):
     assert raqib(*add[:3], "قمة", *add[4:], "--yes", "--replace").returncode == 0
     listed = json.loads(raqib("subscriptions", "list", "--json", "--config", str(cfg)).stdout)
     assert {s["id"]: s["query"] for s in listed}["s1"] == "قمة"
-    # one defined in alerts.yaml is changed there, not here
+    for bad in (["--throttle", "-1/3600"], ["--throttle", "5/1e400"], ["--digest", "inf"], ["--digest", "nan"]):
+        r = raqib(*add[:3], "الناتو", *add[4:], "--yes", "--replace", *bad)
+        assert r.returncode == 2 and bad[0] in r.stderr and "Traceback" not in r.stderr, (bad, r.stderr)
+    # one defined in alerts.yaml is changed there, not here (and listing does not touch the store)
     r = raqib("subscriptions", "remove", "managed", "--config", str(cfg))
     assert r.returncode == 2 and "alerts.yaml" in r.stderr
 
@@ -229,6 +236,8 @@ def test_trends_fill_gaps_and_keep_to_the_topics_asked(tmp_path):
     assert got["topics"] == {"kursk": [1, 0, 0, 2]}  # nato is not asked about; gaps are zero
     table = raqib("trends", "topic:kursk", "--data-dir", str(tmp_path)).stdout.splitlines()
     assert table == ["day\tkursk", "2025-03-01\t1", "2025-03-02\t0", "2025-03-03\t0", "2025-03-04\t2"]
+    negated = json.loads(raqib("trends", "-topic:nato", "--json", "--data-dir", str(tmp_path)).stdout)
+    assert negated["topics"] == {"kursk": [2]}  # articles without nato, every topic they carry
 
 
 async def test_feeds_list_shows_each_feeds_state(tmp_path, feed_server):

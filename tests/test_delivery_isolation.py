@@ -138,3 +138,49 @@ async def test_a_dead_senders_lease_runs_out_and_the_alert_goes_out_with_the_sam
     outbox.claim(store, "other", clock.now, 60)
     assert store.release_leases("other") == 1
     store.close()
+
+
+async def test_a_digest_spanning_many_pages_is_one_message(tmp_path):
+    store = Store(tmp_path / "raqib.db")
+    clock = Clock()
+    save(store, Subscription("d", "d", "الناتو", ("hook",), digest_minutes=10))
+    _enqueue(store, "d", range(1200), ("hook",), clock.now)
+    async with running_receiver() as rec:
+        d = Deliverer(store, _db, {"hook": SignedWebhookChannel("hook", rec.url, "k")}, _settings(), clock)
+        assert (await d.run_once()).messages == 0  # the period is open
+        clock.now += 601
+        report = await d.run_once()
+    assert report.messages == 1 and [len(x["json"]["items"]) for x in rec.deliveries] == [1200]
+    store.close()
+
+
+async def test_shutdown_ends_a_delivery_round_at_the_next_message(tmp_path):
+    store = Store(tmp_path / "raqib.db")
+    save(store, Subscription("s", "s", "الناتو", ("hook",)))
+    _enqueue(store, "s", range(40), ("hook",), time.time())
+    async with running_receiver() as rec:
+        rec.delay = 0.1
+        d = Deliverer(store, _db, {"hook": SignedWebhookChannel("hook", rec.url, "k")}, _settings())
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.5, stop.set)
+        report = await d.run_once(stop=stop)
+    assert 0 < report.messages < 40
+    backlog = store.outbox_backlog()
+    assert backlog["sent"] == report.messages and backlog["pending"] == 40 - report.messages
+    assert store.release_leases(None) == 0  # nothing left leased: the rest is due at the next start
+    store.close()
+
+
+def test_every_subscription_change_is_noticed(tmp_path):
+    store = Store(tmp_path / "raqib.db")
+    seen = {store.subscriptions_version()}
+    # two different sets that the old concatenated version could not tell apart
+    save(store, Subscription("nato", "n", "-ar topic:nato", ("hook",)))
+    seen.add(store.subscriptions_version())
+    store.remove_subscription("nato")
+    save(store, Subscription("nato-ar", "n", " topic:nato", ("hook",)))
+    seen.add(store.subscriptions_version())
+    save(store, Subscription("nato-ar", "n", " topic:nato", ("hook",), throttle_max=3))  # throttle only
+    seen.add(store.subscriptions_version())
+    assert len(seen) == 4
+    store.close()
