@@ -1,21 +1,104 @@
-"""The analyze stage: language, topics and the token view every index and matcher shares."""
+"""The analyze stage: language, topics and the token view every index and matcher shares.
+
+Analyze once: the parse worker computes the article's tokens and keys (`Analysis`) and ships
+them with the Article, so the main process — index, matcher — never tokenizes it again. An
+article the drain reads back from the store has no analysis attached; `remember()` (called
+when the pipeline stores fresh articles) keeps the shipped ones in a small LRU keyed by
+(article id, content hash), and `shipped()` finds them there. A miss (an article from a
+previous run, an evicted entry) is analyzed again here: slower, never wrong."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 
 from monitor.arabic import forms, tokens
 from monitor.language import detect_language
-from monitor.models import Article
+from monitor.models import Analysis, Article
 from monitor.query import AnalyzedDoc
 from monitor.tagger import Tagger
 
 
+def analyze_text(title: str, body: str) -> Analysis:
+    """Tokens and distinct keys of a title and body."""
+    tt, bt = tokens(title), tokens(body)
+    return Analysis(
+        title_tokens=" ".join(tt), body_tokens=" ".join(bt),
+        title_keys=" ".join({k: None for t in tt for k in forms(t)}),
+        body_keys=" ".join({k: None for t in bt for k in forms(t)}))
+
+
 def analyze_article(article: Article, tagger: Tagger, declared_language: str = "") -> Article:
-    """The article with language, topics and match offsets filled in."""
-    topics, matches = tagger.tag(article.text)
-    lang = article.language or detect_language(article.text, declared_language)
-    return dataclasses.replace(article, topics=topics, matches=matches, language=lang)
+    """The article with language, topics, match offsets and its Analysis filled in."""
+    text = article.text
+    topics, matches = tagger.tag(text)
+    lang = article.language or detect_language(text, declared_language)
+    return dataclasses.replace(article, topics=topics, matches=matches, language=lang,
+                               analysis=analyze_text(article.title, article.body))
+
+
+# ---- the hand-off from the store's write to the drain's read ----
+
+HANDOFF_SIZE = 4096  # articles; ~10 KB each for a long Arabic article
+_handoff: OrderedDict[tuple[str, str], Analysis] = OrderedDict()
+_handoff_lock = threading.Lock()
+
+
+def remember(articles: Iterable[Article]) -> None:
+    """Keep the shipped analysis of articles just stored, for the drain that reads them back."""
+    with _handoff_lock:
+        for a in articles:
+            if a.analysis is not None:
+                _handoff[(a.id, a.content_hash)] = a.analysis
+                _handoff.move_to_end((a.id, a.content_hash))
+        while len(_handoff) > HANDOFF_SIZE:
+            _handoff.popitem(last=False)
+
+
+def shipped(article: Article) -> Analysis | None:
+    """The analysis that came with this article (or its stored copy), if still known."""
+    if article.analysis is not None:
+        return article.analysis
+    if not _handoff:
+        return None
+    with _handoff_lock:
+        return _handoff.get((article.id, article.content_hash))
+
+
+def analysis_of(article: Article) -> Analysis:
+    """The shipped analysis, else one computed now (an article from the store)."""
+    return shipped(article) or analyze_text(article.title, article.body)
+
+
+class Positions(Sequence):
+    """Token positions (each token's forms) of a space-joined token string, built on first
+    use: most matcher rules never look at positions, only at keys."""
+
+    __slots__ = ("_tokens", "_positions")
+
+    def __init__(self, token_string: str):
+        self._tokens = token_string
+        self._positions: list[tuple[str, ...]] | None = None
+
+    def _get(self) -> list[tuple[str, ...]]:
+        if self._positions is None:
+            self._positions = [forms(t) for t in self._tokens.split()]
+        return self._positions
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getitem__(self, i):
+        p = self._positions
+        return (self._get() if p is None else p)[i]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
 
 
 def positions(text: str) -> list[tuple[str, ...]]:
@@ -23,13 +106,13 @@ def positions(text: str) -> list[tuple[str, ...]]:
 
 
 def analyzed_doc(article: Article) -> AnalyzedDoc:
-    title = positions(article.title)
-    body = positions(article.body)
-    title_keys = frozenset(k for p in title for k in p)
-    body_keys = frozenset(k for p in body for k in p)
+    """The article as the query language sees it; a lookup when its analysis was shipped."""
+    a = analysis_of(article)
+    title_keys = frozenset(a.title_keys.split())
+    body_keys = frozenset(a.body_keys.split())
     return AnalyzedDoc(
-        title=title,
-        body=body,
+        title=Positions(a.title_tokens),
+        body=Positions(a.body_tokens),
         title_keys=title_keys,
         body_keys=body_keys,
         all_keys=set(title_keys).union(body_keys),  # a set: see Matcher.match_doc

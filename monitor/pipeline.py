@@ -25,7 +25,7 @@ from alerts.subscriptions import Subscription, load_all, version
 from indexers.base import ArticleIndex
 from indexers.factory import make_index
 from monitor import intervals
-from monitor.analysis import analyze_article
+from monitor.analysis import analyze_article, remember
 from monitor.config import Config, FeedConfig
 from monitor.dedup import Decision, decide
 from monitor.errors import FeedError, IndexError_, ParseError, QueryError, RetryLater
@@ -363,6 +363,8 @@ class Pipeline:
         new_state = replace(state_after(d), seeded=True)
         first = not self.store.feed_state(new_state.url).seeded
         self.store.ingest(d.new, d.updated, d.link_keys, new_state, backfill=first)
+        remember(d.new)  # the drain reads them back from the store: with their analysis
+        remember(d.updated)
         return d, new_state
 
     async def _parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
