@@ -244,9 +244,11 @@ def write_raqib_config(tmp: Path, urls: list[str]) -> Path:
 def raqib_pass(cdir: Path, tmp: Path, n: int, profile: str | None = None) -> dict:
     from collections import Counter
 
+    from monitor import analysis
     from monitor.config import load_config
     from monitor.service import run_once
 
+    before = dict(analysis.stats)
     t0 = time.perf_counter()
     config = load_config(cdir, data_dir=tmp / "data", env={})
     t_config = time.perf_counter() - t0
@@ -280,6 +282,9 @@ def raqib_pass(cdir: Path, tmp: Path, n: int, profile: str | None = None) -> dic
         "indexed": drained.indexed, "matched": drained.matched, "alerts_enqueued": drained.alerts,
         "alert_messages_delivered": delivered.messages,
         "errors": sorted({r.error for r in reports if r.error})[:5],
+        # where the matcher got each article's tokens: shipped by the parse worker (directly or
+        # through the store hand-off) or analyzed again in the main process
+        "analysis_sources": {k: v - before[k] for k, v in analysis.stats.items()},
     })
     return out
 

@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
-from monitor.arabic import forms, tokens
+from monitor.arabic import PROCLITICS, forms, tokens
 from monitor.language import detect_language
 from monitor.models import Analysis, Article
 from monitor.query import AnalyzedDoc
@@ -24,10 +24,20 @@ from monitor.tagger import Tagger
 def analyze_text(title: str, body: str) -> Analysis:
     """Tokens and distinct keys of a title and body."""
     tt, bt = tokens(title), tokens(body)
-    return Analysis(
-        title_tokens=" ".join(tt), body_tokens=" ".join(bt),
-        title_keys=" ".join({k: None for t in tt for k in forms(t)}),
-        body_keys=" ".join({k: None for t in bt for k in forms(t)}))
+    return Analysis(title_tokens=" ".join(tt), body_tokens=" ".join(bt),
+                    title_keys=_keys(tt), body_keys=_keys(bt))
+
+
+_CLITIC_INITIALS = frozenset(p[0] for p in PROCLITICS)  # a token starting otherwise has no other form
+
+
+def _keys(toks: tuple[str, ...]) -> str:
+    """Distinct forms of the distinct tokens; forms() is only asked about tokens that can
+    start with a proclitic (a third of them), the rest are their own only key."""
+    distinct = set(toks)
+    keys = set(distinct)
+    keys.update(*[forms(t) for t in distinct if t[0] in _CLITIC_INITIALS])
+    return " ".join(keys)
 
 
 def analyze_article(article: Article, tagger: Tagger, declared_language: str = "") -> Article:
@@ -41,8 +51,11 @@ def analyze_article(article: Article, tagger: Tagger, declared_language: str = "
 
 # ---- the hand-off from the store's write to the drain's read ----
 
-HANDOFF_SIZE = 4096  # articles; ~10 KB each for a long Arabic article
-_handoff: OrderedDict[tuple[str, str], Analysis] = OrderedDict()
+HANDOFF_SIZE = 16384  # articles; ~10 KB each for a long Arabic article
+# id -> (title, summary, content, analysis): the texts prove the stored copy is the same
+# version (comparing equal strings is a memcmp, cheaper than hashing them again)
+_handoff: OrderedDict[str, tuple[str, str, str, Analysis]] = OrderedDict()
+stats = {"shipped": 0, "handed_off": 0, "analyzed_here": 0}
 _handoff_lock = threading.Lock()
 
 
@@ -51,8 +64,8 @@ def remember(articles: Iterable[Article]) -> None:
     with _handoff_lock:
         for a in articles:
             if a.analysis is not None:
-                _handoff[(a.id, a.content_hash)] = a.analysis
-                _handoff.move_to_end((a.id, a.content_hash))
+                _handoff[a.id] = (a.title, a.summary, a.content, a.analysis)
+                _handoff.move_to_end(a.id)
         while len(_handoff) > HANDOFF_SIZE:
             _handoff.popitem(last=False)
 
@@ -60,16 +73,23 @@ def remember(articles: Iterable[Article]) -> None:
 def shipped(article: Article) -> Analysis | None:
     """The analysis that came with this article (or its stored copy), if still known."""
     if article.analysis is not None:
+        stats["shipped"] += 1
         return article.analysis
-    if not _handoff:
-        return None
     with _handoff_lock:
-        return _handoff.get((article.id, article.content_hash))
+        kept = _handoff.get(article.id)
+    if kept is None or kept[:3] != (article.title, article.summary, article.content):
+        return None
+    stats["handed_off"] += 1
+    return kept[3]
 
 
 def analysis_of(article: Article) -> Analysis:
     """The shipped analysis, else one computed now (an article from the store)."""
-    return shipped(article) or analyze_text(article.title, article.body)
+    found = shipped(article)
+    if found is None:
+        stats["analyzed_here"] += 1
+        return analyze_text(article.title, article.body)
+    return found
 
 
 class Positions(Sequence):

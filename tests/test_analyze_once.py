@@ -39,6 +39,15 @@ def test_shipped_analysis_is_what_the_matcher_would_compute():
     assert dataclasses.replace(a, analysis=None) == a and hash(dataclasses.replace(a, analysis=None)) == hash(a)
 
 
+def test_keys_are_every_form_of_every_token_on_real_articles():
+    from tests.corpus import topical_docs
+
+    for d in topical_docs()[:150]:
+        a = analyze_text(d.title, d.abstract + "\n" + d.text)
+        assert set(a.body_keys.split()) == {k for t in a.body_tokens.split() for k in forms(t)}
+        assert set(a.title_keys.split()) == {k for t in tokens(d.title) for k in forms(t)}
+
+
 def test_analysis_crosses_a_process_boundary_as_a_few_strings():
     a = analyze_article(make_article("عنوان", "نص " * 500), TAGGER)
     back = pickle.loads(pickle.dumps(a))
