@@ -444,14 +444,20 @@ _CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
 _DC = "{http://purl.org/dc/elements/1.1/}"
 _MEDIA = "{http://search.yahoo.com/mrss/}"
 # Entry children that feedparser reads but that never reach an Article field.
+# (Not media:title or media:description: feedparser reads those as the title and summary;
+# nothing in a namespace it does not know either: it dispatches on the document's prefix.)
 _RSS_IGNORED = frozenset(("author", "category", "comments", "enclosure", _DC + "creator",
-                          _DC + "subject"))
+                          _DC + "subject", _MEDIA + "credit", "{http://wellformedweb.org/CommentAPI/}commentRss",
+                          "{http://wellformedweb.org/CommentAPI/}comment",
+                          "{http://purl.org/rss/1.0/modules/slash/}comments",
+                          "{http://rssnamespace.org/feedburner/ext/1.0}origLink"))
 _ATOM_IGNORED = frozenset(_ATOM + t for t in ("author", "contributor", "category", "rights"))
 _ATOM_PERSON = frozenset(_ATOM + t for t in ("name", "email", "uri"))
 _EMPTY_OK = frozenset((_MEDIA + "content", _MEDIA + "thumbnail"))  # only when empty
 _ATOM_TEXT_TYPES = {"text": "text/plain", "html": "text/html", "text/plain": "text/plain",
                     "text/html": "text/html"}
-_NO_DOC = (b"<!DOCTYPE", b"<!doctype", b"xml:base", b"xml:lang")
+_NO_DOC = (b"<!DOCTYPE", b"<!doctype", b"xml:base")
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _CP1252_RANGE = re.compile("[\x80-\x9f]")
 _AMP_REF = re.compile("&([A-Za-z0-9_]+);")
 _FAST_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
@@ -564,7 +570,7 @@ def _rss_entry(item, rdf: bool) -> dict:
             _once(seen, tag)
             entry["published"] = v = _fp_text(child)
             entry["published_parsed"] = _fp_date(v)
-        elif tag == _DC + "date" and rdf:
+        elif tag == _DC + "date":
             _once(seen, tag)
             entry["updated"] = v = _fp_text(child)
             entry["updated_parsed"] = _fp_date(v)
@@ -658,6 +664,11 @@ def _fast_feed(data: bytes) -> tuple[str, list[dict], dict]:
     except (etree.XMLSyntaxError, ValueError):
         raise _HandOff from None
     feed: dict = {}
+    lang = data.count(b"xml:lang")
+    if lang:  # feedparser reads it as the feed's language on the root element only
+        if lang > 1 or root.get(_XML_LANG) is None:
+            raise _HandOff
+        feed["language"] = root.get(_XML_LANG).replace("_", "-")
     if root.tag == "rss" and root.get("version") == "2.0":
         channels = root.findall("channel")
         if len(channels) != 1 or len(root) != 1:
