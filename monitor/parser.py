@@ -104,6 +104,27 @@ def html_to_text(value: str) -> str:
 
 
 def _tidy(text: str) -> str:
+    """Control characters out, runs of horizontal space to one, blank lines out, ends stripped.
+
+    The same result as `_tidy_re` (tests compare them). Regular expressions cost ~10 ns per
+    character on Arabic text, 0.1-0.2 ms per article; most lines are printable (no control
+    characters, no whitespace but " "), which str.isprintable() tells in C, and then only
+    double spaces and the line ends need work."""
+    lines = text.split("\n")
+    out = []
+    for line in lines:
+        if not line.isprintable():
+            return _tidy_re(text)
+        if "  " in line:
+            line = _SPACES.sub(" ", line)
+        line = line.strip(" ")
+        if line:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _tidy_re(text: str) -> str:
+    """The definition _tidy keeps to (tests compare the two)."""
     return _BLANKS.sub("\n", _SPACES.sub(" ", _C0.sub("", text))).strip()
 
 

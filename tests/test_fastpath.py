@@ -160,3 +160,20 @@ def test_rss_atom_and_rdf_shapes_match_feedparser():
 def test_tidy_keeps_single_spaces_and_squeezes_runs():
     assert parser._tidy("a b  c\t d\u00a0e\u200b\u200bf \n\n g") == "a b c d e f\ng"
     assert parser._tidy(html.unescape("x&nbsp; &nbsp;y")) == "x y"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_WS_ALPHABET = st.sampled_from(list(" \n\t\r\u00a0\u200b\u200f\u2028\x0b\x0c\x1f\x85\u3000ab\u0628\u0627"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_WS_ALPHABET, max_size=40))
+def test_tidy_is_its_regular_expression_definition(text):
+    assert parser._tidy(text) == parser._tidy_re(text)
+
+
+def test_tidy_on_real_articles_is_its_definition():
+    for d in topical_docs()[:200]:
+        for value in (d.text, d.abstract, d.title):
+            assert parser._tidy(value) == parser._tidy_re(value)
