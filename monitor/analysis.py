@@ -121,6 +121,19 @@ class Positions(Sequence):
         return list(self) == list(other)
 
 
+def index_positions(article: Article) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """For an index: title and body positions, each the token's forms (token first), from
+    the shipped analysis — what a PreTokenizedString or an FTS row is built from."""
+    a = analysis_of(article)
+    return [forms(t) for t in a.title_tokens.split()], [forms(t) for t in a.body_tokens.split()]
+
+
+def index_terms_of(article: Article) -> tuple[str, str]:
+    """monitor.arabic.index_terms() of the title and of the body, from the shipped analysis."""
+    title, body = index_positions(article)
+    return " ".join(" ".join(p) for p in title), " ".join(" ".join(p) for p in body)
+
+
 def positions(text: str) -> list[tuple[str, ...]]:
     return [forms(t) for t in tokens(text)]
 

@@ -48,6 +48,16 @@ def test_keys_are_every_form_of_every_token_on_real_articles():
         assert set(a.title_keys.split()) == {k for t in tokens(d.title) for k in forms(t)}
 
 
+def test_index_reads_the_same_terms_from_the_shipped_analysis():
+    from monitor.analysis import index_positions, index_terms_of
+    from monitor.arabic import index_terms
+
+    a = analyze_article(make_article("للناتو قمة في لاهاي", "بالناتو وكورسك #قمة_لاهاي 2026"), TAGGER)
+    assert index_terms_of(a) == (index_terms(a.title), index_terms(a.body))
+    title, body = index_positions(a)
+    assert title == positions(a.title) and body == positions(a.body)
+
+
 def test_analysis_crosses_a_process_boundary_as_a_few_strings():
     a = analyze_article(make_article("عنوان", "نص " * 500), TAGGER)
     back = pickle.loads(pickle.dumps(a))
