@@ -51,7 +51,11 @@ def analyze_article(article: Article, tagger: Tagger, declared_language: str = "
 
 # ---- the hand-off from the store's write to the drain's read ----
 
-HANDOFF_SIZE = 16384  # articles; ~10 KB each for a long Arabic article
+HANDOFF_SIZE = 16384  # articles; ~7 KB each for an ANT article
+# Polls wait before storing more while this many stored articles are still unmatched: the
+# main process is behind, and storing more would only push analyses out of the hand-off
+# (to be computed again here, making it later still). See Pipeline._backpressure.
+BACKLOG_HIGH = HANDOFF_SIZE // 2
 # id -> (title, summary, content, analysis): the texts prove the stored copy is the same
 # version (comparing equal strings is a memcmp, cheaper than hashing them again)
 _handoff: OrderedDict[str, tuple[str, str, str, Analysis]] = OrderedDict()
@@ -70,22 +74,28 @@ def remember(articles: Iterable[Article]) -> None:
             _handoff.popitem(last=False)
 
 
-def shipped(article: Article) -> Analysis | None:
-    """The analysis that came with this article (or its stored copy), if still known."""
+def shipped(article: Article, consume: bool = False) -> Analysis | None:
+    """The analysis that came with this article (or its stored copy), if still known.
+    `consume`: the last reader (the matcher) takes it out of the hand-off."""
     if article.analysis is not None:
         stats["shipped"] += 1
         return article.analysis
     with _handoff_lock:
-        kept = _handoff.get(article.id)
+        kept = _handoff.pop(article.id, None) if consume else _handoff.get(article.id)
     if kept is None or kept[:3] != (article.title, article.summary, article.content):
         return None
     stats["handed_off"] += 1
     return kept[3]
 
 
-def analysis_of(article: Article) -> Analysis:
+def backlog() -> int:
+    """Articles stored with a shipped analysis that the matcher has not read yet."""
+    return len(_handoff)
+
+
+def analysis_of(article: Article, consume: bool = False) -> Analysis:
     """The shipped analysis, else one computed now (an article from the store)."""
-    found = shipped(article)
+    found = shipped(article, consume)
     if found is None:
         stats["analyzed_here"] += 1
         return analyze_text(article.title, article.body)
@@ -139,8 +149,10 @@ def positions(text: str) -> list[tuple[str, ...]]:
 
 
 def analyzed_doc(article: Article) -> AnalyzedDoc:
-    """The article as the query language sees it; a lookup when its analysis was shipped."""
-    a = analysis_of(article)
+    """The article as the query language sees it; a lookup when its analysis was shipped.
+    The matcher is the hand-off's last reader (the index reads before it), so this
+    consumes the entry."""
+    a = analysis_of(article, consume=True)
     title_keys = frozenset(a.title_keys.split())
     body_keys = frozenset(a.body_keys.split())
     return AnalyzedDoc(

@@ -25,6 +25,7 @@ from alerts.subscriptions import Subscription, load_all, version
 from indexers.base import ArticleIndex
 from indexers.factory import make_index
 from monitor import intervals
+from monitor import analysis
 from monitor.analysis import analyze_article, remember
 from monitor.config import Config, FeedConfig
 from monitor.dedup import Decision, decide
@@ -45,6 +46,7 @@ log = logging.getLogger("raqib.pipeline")
 _WORKER_TAGGER: Tagger | None = None
 _WORKER_TIMEOUT = 0.0
 _WORKER_MEMORY = 0
+BACKPRESSURE_WAIT = 10.0  # seconds a parsed feed may wait for the matcher to catch up
 HARD_DEADLINE_GRACE = 30.0  # seconds the parent adds to a worker's own deadline (start-up, queueing)
 
 
@@ -327,6 +329,7 @@ class Pipeline:
                                    last_new=now if d.new else state.last_new,
                                    next_due=now + timedelta(seconds=interval))
 
+                await self._backpressure()
                 d, new_state = await self.db(self._decide_and_store, parsed.articles, state_after)
                 report.new, report.updated, report.unchanged = len(d.new), len(d.updated), d.unchanged
         except Exception as e:  # whatever failed, it is this feed's recorded error, with back-off
@@ -363,9 +366,20 @@ class Pipeline:
         new_state = replace(state_after(d), seeded=True)
         first = not self.store.feed_state(new_state.url).seeded
         self.store.ingest(d.new, d.updated, d.link_keys, new_state, backfill=first)
-        remember(d.new)  # the drain reads them back from the store: with their analysis
-        remember(d.updated)
+        if not self._percolator:  # the drain reads them back from the store: with their analysis
+            remember(d.new)
+            remember(d.updated)
         return d, new_state
+
+    async def _backpressure(self) -> None:
+        """Hold a parsed feed back while the matcher is far behind (bounded: whatever drains,
+        or not, a poll is delayed at most BACKPRESSURE_WAIT seconds). The main process is then
+        the bottleneck; waiting costs no time, storing on would cost re-analysis."""
+        if self._percolator or analysis.backlog() <= analysis.BACKLOG_HIGH:
+            return
+        deadline = time.monotonic() + BACKPRESSURE_WAIT
+        while analysis.backlog() > analysis.BACKLOG_HIGH and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
 
     async def _parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
                      now: datetime) -> ParsedFeed:

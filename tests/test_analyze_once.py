@@ -76,6 +76,17 @@ def test_article_read_back_from_the_store_finds_its_shipped_analysis(tmp_path, m
     assert changed.id == a.id and "كورسك" in analysis_of(changed).body_tokens
 
 
+def test_the_matcher_consumes_the_handoff():
+    a = analyze_article(make_article("قمة الناتو", "اجتماع في لاهاي", link="https://example.org/c1"), TAGGER)
+    stored = dataclasses.replace(a, analysis=None)
+    remember([a])
+    before = analysis.backlog()
+    doc = analyzed_doc(stored)
+    assert analysis.backlog() == before - 1 and "ناتو" in doc.all_keys
+    assert analysis.shipped(stored) is None  # read again later: analyzed afresh, same answer
+    assert analyzed_doc(stored).all_keys == doc.all_keys
+
+
 def test_handoff_is_bounded(monkeypatch):
     monkeypatch.setattr(analysis, "HANDOFF_SIZE", 3)
     arts = [analyze_article(make_article(f"عنوان {i}", f"نص رقم {i}", link=f"https://x.org/{i}"), TAGGER)
@@ -94,12 +105,20 @@ def test_worker_output_carries_the_analysis():
     assert a.analysis == analyze_text(a.title, a.body) and a.language == "ar"
 
 
-async def test_main_process_matches_without_tokenizing(tmp_path, feed_server, monkeypatch):
+@pytest.mark.parametrize("handoff_size", [16384, 30])
+async def test_main_process_matches_without_tokenizing(tmp_path, feed_server, monkeypatch, handoff_size):
     """A real poll with a parse worker process: the drain's matcher gets every article's
-    analysis from the hand-off, so re-analysis in this process would fail the run."""
-    feed_server.set_feed("/a.xml", rss([rss_item(f"قمة الناتو {i}", f"https://example.org/{i}",
-                                                 "اجتماع في لاهاي", guid=f"g-{i}") for i in range(20)]))
-    cfg = load_config(write_config(tmp_path, [("a", feed_server.url("/a.xml"))],
+    analysis from the hand-off, so re-analysis in this process would fail the run. With a
+    hand-off smaller than the poll, backpressure holds feeds back until the matcher has
+    read what is stored (four feeds of 20 would overflow 30 entries otherwise)."""
+    monkeypatch.setattr(analysis, "HANDOFF_SIZE", handoff_size)
+    monkeypatch.setattr(analysis, "BACKLOG_HIGH", handoff_size // 2)
+    feeds = []
+    for f in range(4):
+        feed_server.set_feed(f"/{f}.xml", rss([rss_item(f"قمة الناتو {f} {i}", f"https://example.org/{f}/{i}",
+                                                        "اجتماع في لاهاي", guid=f"g-{f}-{i}") for i in range(20)]))
+        feeds.append((f"f{f}", feed_server.url(f"/{f}.xml")))
+    cfg = load_config(write_config(tmp_path, feeds,
                                    channels={"log": {"type": "log"}}, settings={"parse": {"workers": 1}},
                                    subscriptions=[{"id": "s", "query": "الناتو", "channels": ["log"],
                                                    "backfill": True}]))
@@ -109,7 +128,7 @@ async def test_main_process_matches_without_tokenizing(tmp_path, feed_server, mo
 
     monkeypatch.setattr(analysis, "analyze_text", refuse)
     reports, drained, _ = await run_once(cfg)
-    assert reports[0].new == 20 and drained.matched == 20 and drained.alerts == 20
+    assert sum(r.new for r in reports) == 80 and drained.matched == 80 and drained.alerts == 80
     store = Store(cfg.data_dir / "raqib.db")
-    assert store.count() == 20
+    assert store.count() == 80
     store.close()
