@@ -694,10 +694,9 @@ def _fast_feed(data: bytes) -> tuple[str, list[dict], dict]:
         channels = root.findall("channel")
         if len(channels) != 1 or len(root) != 1:
             raise _HandOff
-        channel, version, entries = channels[0], "rss20", []
-        items = [el for el in channel if el.tag == "item"]
+        channel = channels[0]
         _rss_channel(channel, feed, "")
-        return version, [_rss_entry(i, False) for i in items], feed
+        return "rss20", [_rss_entry(el, False) for el in channel if el.tag == "item"], feed
     if root.tag == _RDF + "RDF":
         channels = root.findall(_RSS1 + "channel")
         # feedparser takes the version from the first known namespace declared: an RDF

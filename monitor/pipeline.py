@@ -272,6 +272,7 @@ class Pipeline:
         self._percolator = hasattr(self.index, "percolate")
         self._keys: dict[str, set[str]] = {}
         self._worker_id: str | None = None
+        self._reserved = 0  # articles of polls past backpressure, not yet stored
         self.on_alerts: list = []  # callbacks woken when the outbox grows
 
     def _make_cpu_pool(self) -> ParseWorkers:
@@ -329,8 +330,11 @@ class Pipeline:
                                    last_new=now if d.new else state.last_new,
                                    next_due=now + timedelta(seconds=interval))
 
-                await self._backpressure()
-                d, new_state = await self.db(self._decide_and_store, parsed.articles, state_after)
+                reserved = await self._backpressure(len(parsed.articles))
+                try:
+                    d, new_state = await self.db(self._decide_and_store, parsed.articles, state_after)
+                finally:
+                    self._reserved -= reserved
                 report.new, report.updated, report.unchanged = len(d.new), len(d.updated), d.unchanged
         except Exception as e:  # whatever failed, it is this feed's recorded error, with back-off
             if isinstance(e, FeedError):
@@ -371,15 +375,21 @@ class Pipeline:
             remember(d.updated)
         return d, new_state
 
-    async def _backpressure(self) -> None:
-        """Hold a parsed feed back while the matcher is far behind (bounded: whatever drains,
-        or not, a poll is delayed at most BACKPRESSURE_WAIT seconds). The main process is then
-        the bottleneck; waiting costs no time, storing on would cost re-analysis."""
-        if self._percolator or analysis.backlog() <= analysis.BACKLOG_HIGH:
-            return
+    async def _backpressure(self, n: int) -> int:
+        """Hold a parsed feed of `n` articles back while the matcher is far behind; returns
+        the articles reserved (release them once stored). Bounded: whatever drains, or not, a
+        poll waits at most BACKPRESSURE_WAIT seconds. The main process is then the
+        bottleneck; waiting costs no time, storing on would cost re-analysis. Check and
+        reservation happen with no await between, so concurrent polls cannot all pass at once."""
+        if self._percolator:
+            return 0
         deadline = time.monotonic() + BACKPRESSURE_WAIT
-        while analysis.backlog() > analysis.BACKLOG_HIGH and time.monotonic() < deadline:
+        while ((analysis.backlog() or self._reserved)
+               and analysis.backlog() + self._reserved + n > analysis.BACKLOG_HIGH
+               and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
+        self._reserved += n
+        return n
 
     async def _parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
                      now: datetime) -> ParsedFeed:

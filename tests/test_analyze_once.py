@@ -25,7 +25,8 @@ TAGGER = build_tagger(load_config(ROOT / "config").topics)
 
 
 def test_shipped_analysis_is_what_the_matcher_would_compute():
-    a = analyze_article(make_article("والناتو يجتمع في لاهاي", "قمة #قمة_لاهاي بالناتو، وكورسك"), TAGGER)
+    a = analyze_article(make_article("والناتو يجتمع في لاهاي", "قمة #قمة_لاهاي بالناتو، وكورسك"),
+                        TAGGER)
     assert a.analysis is not None
     assert a.analysis.title_tokens.split() == list(tokens(a.title))
     assert set(a.analysis.body_keys.split()) == {k for t in tokens(a.body) for k in forms(t)}
@@ -36,7 +37,8 @@ def test_shipped_analysis_is_what_the_matcher_would_compute():
     # equality and the stored form ignore the analysis
     import dataclasses
 
-    assert dataclasses.replace(a, analysis=None) == a and hash(dataclasses.replace(a, analysis=None)) == hash(a)
+    bare = dataclasses.replace(a, analysis=None)
+    assert bare == a and hash(bare) == hash(a)
 
 
 def test_keys_are_every_form_of_every_token_on_real_articles():
@@ -77,7 +79,8 @@ def test_article_read_back_from_the_store_finds_its_shipped_analysis(tmp_path, m
 
 
 def test_the_matcher_consumes_the_handoff():
-    a = analyze_article(make_article("قمة الناتو", "اجتماع في لاهاي", link="https://example.org/c1"), TAGGER)
+    a = analyze_article(make_article("قمة الناتو", "اجتماع في لاهاي", link="https://example.org/c1"),
+                        TAGGER)
     stored = dataclasses.replace(a, analysis=None)
     remember([a])
     before = analysis.backlog()
@@ -88,6 +91,9 @@ def test_the_matcher_consumes_the_handoff():
 
 
 def test_handoff_is_bounded(monkeypatch):
+    from collections import OrderedDict
+
+    monkeypatch.setattr(analysis, "_handoff", OrderedDict())
     monkeypatch.setattr(analysis, "HANDOFF_SIZE", 3)
     arts = [analyze_article(make_article(f"عنوان {i}", f"نص رقم {i}", link=f"https://x.org/{i}"), TAGGER)
             for i in range(5)]
@@ -111,12 +117,16 @@ async def test_main_process_matches_without_tokenizing(tmp_path, feed_server, mo
     analysis from the hand-off, so re-analysis in this process would fail the run. With a
     hand-off smaller than the poll, backpressure holds feeds back until the matcher has
     read what is stored (four feeds of 20 would overflow 30 entries otherwise)."""
+    from collections import OrderedDict
+
+    monkeypatch.setattr(analysis, "_handoff", OrderedDict())  # nothing left by other tests
     monkeypatch.setattr(analysis, "HANDOFF_SIZE", handoff_size)
     monkeypatch.setattr(analysis, "BACKLOG_HIGH", handoff_size // 2)
     feeds = []
     for f in range(4):
-        feed_server.set_feed(f"/{f}.xml", rss([rss_item(f"قمة الناتو {f} {i}", f"https://example.org/{f}/{i}",
-                                                        "اجتماع في لاهاي", guid=f"g-{f}-{i}") for i in range(20)]))
+        items = [rss_item(f"قمة الناتو {f} {i}", f"https://example.org/{f}/{i}", "اجتماع في لاهاي",
+                          guid=f"g-{f}-{i}") for i in range(20)]
+        feed_server.set_feed(f"/{f}.xml", rss(items))
         feeds.append((f"f{f}", feed_server.url(f"/{f}.xml")))
     cfg = load_config(write_config(tmp_path, feeds,
                                    channels={"log": {"type": "log"}}, settings={"parse": {"workers": 1}},
