@@ -177,3 +177,51 @@ def test_tidy_on_real_articles_is_its_definition():
     for d in topical_docs()[:200]:
         for value in (d.text, d.abstract, d.title):
             assert parser._tidy(value) == parser._tidy_re(value)
+
+
+def _jawhara_docs(limit: int) -> list:
+    import tarfile
+
+    from tests.corpus import parse_ant
+
+    archive = need(DATA / "antcorpus-jawhara" / "antcorpus.data.v1.1.tar.xz")
+    out = []
+    with tarfile.open(archive, "r:xz") as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(".txt"):
+                f = tar.extractfile(member)
+                if f is not None:
+                    out.append(parse_ant(f.read().decode("utf-8", "replace")))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def _atom(docs) -> bytes:
+    entries = "".join(
+        f'<entry><title>{html.escape(d.title)}</title><id>urn:ant:{html.escape(d.docno)}</id>'
+        f'<link href="{html.escape(d.url)}"/><updated>{html.escape(d.time)}</updated>'
+        f'<summary type="html">{html.escape(d.abstract)}</summary>'
+        f'<content type="html">{html.escape(d.text)}</content></entry>' for d in docs)
+    return (f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            f"<title>Jawhara</title>{entries}</feed>").encode("utf-8")
+
+
+def test_jawhara_wrapped_as_rss_and_atom_take_the_fast_path_with_the_same_articles():
+    docs = _jawhara_docs(300)
+    files = [(f"jawhara-rss-{i}", rss([ant_item(d) for d in docs[i:i + 50]]), {}) for i in range(0, 300, 50)]
+    files += [(f"jawhara-atom-{i}", _atom(docs[i:i + 50]), {"Content-Type": "application/atom+xml"})
+              for i in range(0, 300, 50)]
+    took, total = _check(files)
+    assert took == total
+    fast, _, _ = both(files[-1][1], files[-1][2])
+    assert fast.version == "atom10" and len(fast.articles) == 50
+    assert all(a.link.startswith("http") and a.content for a in fast.articles)
+
+
+def test_feed_url_lists_same_or_handed_off():
+    paths = sorted(p for p in need(DATA / "feed-url-lists").iterdir() if p.suffix in (".xml", ".opml", ".json"))
+    files = [(p.name, *_read(p, {"Content-Type": "application/xml"})) for p in paths]
+    took, total = _check(files)
+    _report("feed-url-lists", took, total)
+    assert took == 0  # OPML and site lists are not feeds
