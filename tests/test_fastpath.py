@@ -204,7 +204,7 @@ def _atom(docs) -> bytes:
         f'<summary type="html">{html.escape(d.abstract)}</summary>'
         f'<content type="html">{html.escape(d.text)}</content></entry>' for d in docs)
     return (f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
-            f"<title>Jawhara</title>{entries}</feed>").encode("utf-8")
+            f"<title>Jawhara</title>{entries}</feed>").encode()
 
 
 def test_jawhara_wrapped_as_rss_and_atom_take_the_fast_path_with_the_same_articles():
