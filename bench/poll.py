@@ -244,9 +244,28 @@ def write_raqib_config(tmp: Path, urls: list[str]) -> Path:
 def raqib_pass(cdir: Path, tmp: Path, n: int, profile: str | None = None) -> dict:
     from collections import Counter
 
+    from monitor import analysis
     from monitor.config import load_config
     from monitor.service import run_once
 
+    from monitor.pipeline import Pipeline
+
+    before = dict(analysis.stats)
+    marks: dict[str, float] = {}
+    drain, close = Pipeline.drain, Pipeline.close
+
+    async def timed_drain(self, *a, **k):  # when the last index/match work finished
+        r = await drain(self, *a, **k)
+        if r.indexed or r.matched:
+            marks["last_drain_with_work"] = time.perf_counter()
+        return r
+
+    async def timed_close(self):
+        marks["close_start"] = time.perf_counter()
+        await close(self)
+        marks["close_end"] = time.perf_counter()
+
+    Pipeline.drain, Pipeline.close = timed_drain, timed_close
     t0 = time.perf_counter()
     config = load_config(cdir, data_dir=tmp / "data", env={})
     t_config = time.perf_counter() - t0
@@ -263,7 +282,10 @@ def raqib_pass(cdir: Path, tmp: Path, n: int, profile: str | None = None) -> dic
     with Measure() as m:
         if prof:
             prof.enable()
-        reports, drained, delivered = asyncio.run(run_once(config, on_feed=on_feed))
+        try:
+            reports, drained, delivered = asyncio.run(run_once(config, on_feed=on_feed))
+        finally:
+            Pipeline.drain, Pipeline.close = drain, close
         if prof:
             prof.disable()
     if prof:
@@ -274,12 +296,19 @@ def raqib_pass(cdir: Path, tmp: Path, n: int, profile: str | None = None) -> dic
         "load_config_s_not_counted": round(t_config, 3),
         "until_last_feed_polled_s": round(last_feed[0] - m.wall0, 3),
         "after_polls_drain_deliver_close_s": round(m.wall0 + m.wall - last_feed[0], 3),
+        "tail_breakdown_s": {
+            "indexing_and_matching_after_last_poll": round(max(0.0, marks.get("last_drain_with_work", 0)
+                                                               - last_feed[0]), 3),
+            "pipeline_close": round(marks.get("close_end", 0) - marks.get("close_start", 0), 3)},
         "statuses": dict(status), "items": sum(r.items for r in reports),
         "new": sum(r.new for r in reports), "updated": sum(r.updated for r in reports),
         "unchanged": sum(r.unchanged for r in reports),
         "indexed": drained.indexed, "matched": drained.matched, "alerts_enqueued": drained.alerts,
         "alert_messages_delivered": delivered.messages,
         "errors": sorted({r.error for r in reports if r.error})[:5],
+        # where the matcher got each article's tokens: shipped by the parse worker (directly or
+        # through the store hand-off) or analyzed again in the main process
+        "analysis_sources": {k: v - before[k] for k, v in analysis.stats.items()},
     })
     return out
 

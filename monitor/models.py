@@ -25,6 +25,21 @@ def body_of(summary: str, content: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Analysis:
+    """An article's analyzed text, computed once in a parse worker and shipped with it.
+
+    Space-joined strings, not tuples: one string pickles and unpickles far cheaper than
+    hundreds of small objects. Tokens are monitor.arabic.tokens() of the title and of the
+    body, in order (position i is token i; its index keys are monitor.arabic.forms(token));
+    keys are the distinct forms of all of them."""
+
+    title_tokens: str
+    body_tokens: str
+    title_keys: str
+    body_keys: str
+
+
+@dataclass(frozen=True, slots=True)
 class Article:
     id: str
     feed_url: str
@@ -38,6 +53,9 @@ class Article:
     language: str = ""
     topics: tuple[str, ...] = ()
     matches: tuple[Match, ...] = ()
+    # Filled by the parse worker; never stored (an article read back from the store is
+    # re-analyzed when needed) and not part of equality.
+    analysis: Analysis | None = field(default=None, compare=False, repr=False)
 
     @property
     def body(self) -> str:

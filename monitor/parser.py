@@ -33,7 +33,9 @@ _TRACKING = re.compile(
     r"xtor|_ga|igshid|ref|ref_src|rss|from)$", re.IGNORECASE)
 _BLOCK = ("p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr",
           "blockquote", "section", "article", "figure", "figcaption", "pre", "table", "hr")
-_SPACES = re.compile(r"[ \t\u00a0\u200b]+")
+# Runs of horizontal space, but not the single plain spaces between words (nothing to replace:
+# matching each of those made _tidy 6 % of a parse worker's time).
+_SPACES = re.compile(r"[\t\u00a0\u200b][ \t\u00a0\u200b]*| [ \t\u00a0\u200b]+")
 _C0 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # and lone surrogates
 _DROP = ("script", "style", "noscript", "iframe", "noembed", "noframes", "template", "object")
 _BLANKS = re.compile(r"\s*\n\s*")
@@ -102,6 +104,27 @@ def html_to_text(value: str) -> str:
 
 
 def _tidy(text: str) -> str:
+    """Control characters out, runs of horizontal space to one, blank lines out, ends stripped.
+
+    The same result as `_tidy_re` (tests compare them). Regular expressions cost ~10 ns per
+    character on Arabic text, 0.1-0.2 ms per article; most lines are printable (no control
+    characters, no whitespace but " "), which str.isprintable() tells in C, and then only
+    double spaces and the line ends need work."""
+    lines = text.split("\n")
+    out = []
+    for line in lines:
+        if not line.isprintable():
+            return _tidy_re(text)
+        if "  " in line:
+            line = _SPACES.sub(" ", line)
+        line = line.strip(" ")
+        if line:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _tidy_re(text: str) -> str:
+    """The definition _tidy keeps to (tests compare the two)."""
     return _BLANKS.sub("\n", _SPACES.sub(" ", _C0.sub("", text))).strip()
 
 
@@ -329,6 +352,13 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
     headers = {k.lower(): v for k, v in headers.items()}
     data, encoding, problem = decode_body(body, headers)
     data = fix_charrefs(defuse_entities(data, url))
+    if FAST_PATH and not problem and "content-location" not in headers and "content-language" not in headers:
+        try:
+            version, entries, feed = _fast_feed(data)
+        except _HandOff:
+            pass
+        else:
+            return _assemble(version, entries, feed, [], encoding, url, source, fetched)
     try:
         # A stream, never bytes: feedparser opens a bytes argument as a file name if it can.
         d = feedparser.parse(io.BytesIO(data), response_headers=_charset_utf8(headers),
@@ -345,9 +375,14 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
     if not d.entries and not d.get("version"):
         reason = warnings[-1] if warnings else "no RSS or Atom document found"
         raise ParseError(url, f"not a feed ({reason})")
-    feed = d.feed
+    return _assemble(d.get("version") or "", d.entries, d.feed, warnings, encoding, url, source, fetched)
+
+
+def _assemble(version: str, entries, feed, warnings: list[str], encoding: str, url: str,
+              source: str, fetched: datetime) -> ParsedFeed:
+    """Articles and feed fields from entries as feedparser shapes them (either path)."""
     articles = []
-    for entry in d.entries:
+    for entry in entries:
         try:
             articles.append(_article(entry, url, source, fetched, warnings))
         except Exception as e:  # one bad entry never costs the others
@@ -357,8 +392,7 @@ def parse_feed(body: bytes, headers: dict[str, str], url: str, source: str,
         warnings[MAX_WARNINGS - 1:] = [f"… and {len(warnings) - MAX_WARNINGS + 1:,} more problems"]
     return ParsedFeed(
         articles=tuple(articles), warnings=tuple(warnings), encoding=encoding,
-        version=d.get("version") or "",
-        title=title,
+        version=version, title=title,
         language=_language(feed.get("language")), ttl_minutes=_ttl(feed.get("ttl")))
 
 
@@ -414,3 +448,284 @@ def _article(entry, url: str, source: str, fetched: datetime, warnings: list[str
         feed_url=url, source=source, title=title, summary=summary, content=content,
         link=link, published=published, fetched=fetched, language=_language(entry.get("language")),
     )
+
+
+# ---- the fast path: lxml for well-formed, plain RSS 2.0, Atom 1.0 and RSS 1.0 (RDF) ----
+# feedparser costs ~0.6 ms per item; lxml reads the same item in ~0.05 ms. The fast path
+# reproduces feedparser's result for the shapes it knows exactly (same ids, titles, text,
+# links, dates: tests/test_fastpath.py runs every corpus through both) and hands the
+# document to feedparser for anything else — malformed XML, a DTD, xml:base or xml:lang,
+# unknown elements inside an entry, child elements in a text field, duplicate fields.
+# Handing off is always safe: it only costs the time the fast path was meant to save.
+
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+_RSS1 = "{http://purl.org/rss/1.0/}"
+_CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
+_DC = "{http://purl.org/dc/elements/1.1/}"
+_MEDIA = "{http://search.yahoo.com/mrss/}"
+# Entry children that feedparser reads but that never reach an Article field.
+# (Not media:title or media:description: feedparser reads those as the title and summary;
+# nothing in a namespace it does not know either: it dispatches on the document's prefix.)
+_RSS_IGNORED = frozenset(("author", "category", "comments", "enclosure", _DC + "creator",
+                          _DC + "subject", _MEDIA + "credit", "{http://wellformedweb.org/CommentAPI/}commentRss",
+                          "{http://wellformedweb.org/CommentAPI/}comment",
+                          "{http://purl.org/rss/1.0/modules/slash/}comments",
+                          "{http://rssnamespace.org/feedburner/ext/1.0}origLink"))
+_ATOM_IGNORED = frozenset(_ATOM + t for t in ("author", "contributor", "category", "rights"))
+_ATOM_PERSON = frozenset(_ATOM + t for t in ("name", "email", "uri"))
+_EMPTY_OK = frozenset((_MEDIA + "content", _MEDIA + "thumbnail"))  # only when empty
+_ATOM_TEXT_TYPES = {"text": "text/plain", "html": "text/html", "text/plain": "text/plain",
+                    "text/html": "text/html"}
+_NO_DOC = (b"<!DOCTYPE", b"<!doctype", b"xml:base")
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_CP1252_RANGE = re.compile("[\x80-\x9f]")
+_AMP_REF = re.compile("&([A-Za-z0-9_]+);")
+_FAST_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
+                               remove_comments=True, remove_pis=True, recover=False)
+FAST_PATH = True  # tests switch it off to compare with feedparser alone
+
+
+class _HandOff(Exception):
+    """The fast path is unsure of this document: feedparser reads it."""
+
+
+def _fp_text(el, plain: bool = False) -> str:
+    """An element's text as feedparser's pop() leaves it (strict parser, no sanitizing)."""
+    if len(el):
+        raise _HandOff  # markup inside a text field: feedparser rebuilds it, we do not
+    out = (el.text or "").strip()
+    try:  # feedparser's repair of UTF-8 read as Latin-1
+        out = out.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    if _CP1252_RANGE.search(out):
+        from feedparser.html import _cp1252
+
+        out = out.translate(_cp1252)
+    return out
+
+
+def _fp_type_guess(value: str) -> str:
+    """RSS's nominally plain-text fields, as feedparser guesses them."""
+    from feedparser.mixin import _FeedParserMixin
+
+    return "text/html" if _FeedParserMixin.looks_like_html(value) else "text/plain"
+
+
+def _fp_date(value: str):
+    from feedparser.datetimes import _parse_date
+
+    return _parse_date(value) if value else None
+
+
+def _fp_uri(value: str) -> str:
+    from feedparser.urls import _urljoin
+
+    return _urljoin("", value) if value else value
+
+
+def _attrs(el) -> dict[str, str]:
+    out = {}
+    for k, v in el.attrib.items():
+        k = k.lower()
+        out[k] = v.lower() if k in ("rel", "type") else v
+    return out
+
+
+def _once(seen: set, tag: str) -> None:
+    if tag in seen:
+        raise _HandOff  # a second title/description/…: feedparser's rules depend on order
+    seen.add(tag)
+
+
+def _rss_entry(item, rdf: bool) -> dict:
+    ns = _RSS1 if rdf else ""
+    entry: dict = {}
+    seen: set[str] = set()
+    attrs = dict(item.attrib)
+    about = attrs.pop(_RDF + "about", None) if rdf else None
+    if attrs:
+        raise _HandOff
+    if about:
+        entry["id"] = about
+    guid_link = None
+    for child in item:
+        tag = child.tag
+        if tag == ns + "title":
+            _once(seen, tag)
+            if child.attrib:
+                raise _HandOff
+            v = _fp_text(child)
+            if v:
+                entry["title"] = v
+                entry["title_detail"] = {"type": _fp_type_guess(v)}
+        elif tag == ns + "description":
+            _once(seen, tag)
+            if child.attrib:
+                raise _HandOff
+            entry["summary"] = _fp_text(child)
+            entry["summary_detail"] = {"type": "text/html"}
+        elif tag == _CONTENT:
+            _once(seen, tag)
+            if child.attrib:
+                raise _HandOff
+            entry["content"] = [{"type": "text/html", "value": _fp_text(child)}]
+        elif tag == ns + "link":
+            _once(seen, tag)
+            if child.attrib:
+                raise _HandOff
+            v = _fp_uri(_fp_text(child)).replace("&amp;", "&")
+            entry["link"] = _AMP_REF.sub(r"&\g<1>", v)
+        elif tag == "guid" and not rdf:
+            _once(seen, tag)
+            a = _attrs(child)
+            if set(a) - {"ispermalink"}:
+                raise _HandOff
+            is_link = a.get("ispermalink", "true") == "true"
+            v = _fp_text(child)
+            entry["id"] = _fp_uri(v) if is_link else v
+            if is_link:
+                guid_link = entry["id"]
+        elif tag == "pubDate" and not rdf:
+            _once(seen, tag)
+            entry["published"] = v = _fp_text(child)
+            entry["published_parsed"] = _fp_date(v)
+        elif tag == _DC + "date":
+            _once(seen, tag)
+            entry["updated"] = v = _fp_text(child)
+            entry["updated_parsed"] = _fp_date(v)
+        elif (tag in _RSS_IGNORED or (rdf and tag in (ns + "author", ns + "category"))) and not len(child):
+            continue
+        elif tag in _EMPTY_OK and not len(child) and not (child.text or "").strip():
+            continue
+        else:
+            raise _HandOff
+    if "link" not in entry and guid_link is not None:
+        entry["link"] = guid_link
+    _summary_from_content(entry)
+    return entry
+
+
+def _summary_from_content(entry: dict) -> None:
+    """feedparser copies text or HTML content into an absent summary (without its type)."""
+    if "summary" not in entry and entry.get("content"):
+        c = entry["content"][0]
+        if c["type"] in ("text/plain", "text/html", "application/xhtml+xml"):
+            entry["summary"] = c["value"]
+
+
+def _atom_typed(child) -> tuple[str, dict]:
+    a = _attrs(child)
+    if set(a) - {"type"}:
+        raise _HandOff
+    kind = _ATOM_TEXT_TYPES.get(a.get("type", "text"))
+    if kind is None:  # xhtml, base64-encoded media types, …
+        raise _HandOff
+    return _fp_text(child), {"type": kind}
+
+
+def _atom_entry(item) -> dict:
+    if item.attrib:
+        raise _HandOff
+    entry: dict = {}
+    seen: set[str] = set()
+    alternate = id_link = None
+    for child in item:
+        tag = child.tag
+        if tag == _ATOM + "title":
+            _once(seen, tag)
+            v, detail = _atom_typed(child)
+            if v:
+                entry["title"], entry["title_detail"] = v, detail
+        elif tag == _ATOM + "summary":
+            _once(seen, tag)
+            entry["summary"], entry["summary_detail"] = _atom_typed(child)
+        elif tag == _ATOM + "content":
+            _once(seen, tag)
+            v, detail = _atom_typed(child)
+            entry["content"] = [{**detail, "value": v}]
+        elif tag == _ATOM + "link":
+            a = _attrs(child)
+            if "href" not in a or len(child) or (child.text or "").strip():
+                raise _HandOff
+            if a.get("rel", "alternate") == "alternate" and a.get("type", "text/html") in (
+                    "text/html", "application/xhtml+xml"):
+                alternate = _fp_uri(a["href"])
+        elif tag == _ATOM + "id":
+            _once(seen, tag)
+            if child.attrib:
+                raise _HandOff
+            entry["id"] = id_link = _fp_uri(_fp_text(child))
+        elif tag in (_ATOM + "published", _ATOM + "updated"):
+            _once(seen, tag)
+            key = tag[len(_ATOM):]
+            entry[key] = v = _fp_text(child)
+            entry[key + "_parsed"] = _fp_date(v)
+        elif tag in _ATOM_IGNORED and all(c.tag in _ATOM_PERSON for c in child):
+            continue
+        elif tag in _EMPTY_OK and not len(child) and not (child.text or "").strip():
+            continue
+        else:
+            raise _HandOff
+    if alternate is not None:
+        entry["link"] = alternate
+    elif id_link:
+        entry["link"] = id_link
+    _summary_from_content(entry)
+    return entry
+
+
+def _fast_feed(data: bytes) -> tuple[str, list[dict], dict]:
+    """(version, entries, feed fields) read by lxml; _HandOff when unsure."""
+    if any(marker in data for marker in _NO_DOC):
+        raise _HandOff
+    try:
+        root = etree.fromstring(data, _FAST_PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        raise _HandOff from None
+    feed: dict = {}
+    lang = data.count(b"xml:lang")
+    if lang:  # feedparser reads it as the feed's language on the root element only
+        if lang > 1 or root.get(_XML_LANG) is None:
+            raise _HandOff
+        feed["language"] = root.get(_XML_LANG).replace("_", "-")
+    if root.tag == "rss" and root.get("version") == "2.0":
+        channels = root.findall("channel")
+        if len(channels) != 1 or len(root) != 1:
+            raise _HandOff
+        channel = channels[0]
+        _rss_channel(channel, feed, "")
+        return "rss20", [_rss_entry(el, False) for el in channel if el.tag == "item"], feed
+    if root.tag == _RDF + "RDF":
+        channels = root.findall(_RSS1 + "channel")
+        # feedparser takes the version from the first known namespace declared: an RDF
+        # document declaring Atom's is "atom10" to it
+        if len(channels) != 1 or _ATOM[1:-1].encode() in data:
+            raise _HandOff
+        _rss_channel(channels[0], feed, _RSS1)
+        return "rss10", [_rss_entry(i, True) for i in root.iterfind(_RSS1 + "item")], feed
+    if root.tag == _ATOM + "feed":
+        if any(not el.tag.startswith(_ATOM) or el.tag == _ATOM + "item" for el in root):
+            raise _HandOff  # feedparser reads other vocabularies' items and titles here too
+        titles = root.findall(_ATOM + "title")
+        if len(titles) > 1:
+            raise _HandOff
+        if titles:
+            feed["title"] = _atom_typed(titles[0])[0]
+        return "atom10", [_atom_entry(e) for e in root.iterfind(_ATOM + "entry")], feed
+    raise _HandOff
+
+
+def _rss_channel(channel, feed: dict, ns: str) -> None:
+    for el in channel:
+        tag = el.tag
+        if tag.startswith(_DC) or (tag.startswith("{") and not (ns and tag.startswith(ns))
+                                   and tag.rpartition("}")[2] in ("title", "language", "ttl", "item")):
+            raise _HandOff  # dc:title, dc:language and kin: feedparser reads them as the feed's
+    for name in ("title", "language", "ttl"):
+        found = channel.findall(ns + name)
+        if len(found) > 1:
+            raise _HandOff
+        if found:
+            feed[name] = _fp_text(found[0])

@@ -25,7 +25,8 @@ from alerts.subscriptions import Subscription, load_all, version
 from indexers.base import ArticleIndex
 from indexers.factory import make_index
 from monitor import intervals
-from monitor.analysis import analyze_article
+from monitor import analysis
+from monitor.analysis import analyze_article, remember
 from monitor.config import Config, FeedConfig
 from monitor.dedup import Decision, decide
 from monitor.errors import FeedError, IndexError_, ParseError, QueryError, RetryLater
@@ -45,6 +46,7 @@ log = logging.getLogger("raqib.pipeline")
 _WORKER_TAGGER: Tagger | None = None
 _WORKER_TIMEOUT = 0.0
 _WORKER_MEMORY = 0
+BACKPRESSURE_WAIT = 10.0  # seconds a parsed feed may wait for the matcher to catch up
 HARD_DEADLINE_GRACE = 30.0  # seconds the parent adds to a worker's own deadline (start-up, queueing)
 
 
@@ -281,6 +283,7 @@ class Pipeline:
         self._percolator = hasattr(self.index, "percolate")
         self._keys: dict[str, set[str]] = {}
         self._worker_id: str | None = None
+        self._reserved = 0  # articles of polls past backpressure, not yet stored
         self.on_alerts: list = []  # callbacks woken when the outbox grows
 
     def _make_cpu_pool(self) -> ParseWorkers:
@@ -339,7 +342,11 @@ class Pipeline:
                                    last_new=now if d.new else state.last_new,
                                    next_due=now + timedelta(seconds=interval))
 
-                d, new_state = await self.db(self._decide_and_store, parsed.articles, state_after)
+                reserved = await self._backpressure(len(parsed.articles))
+                try:
+                    d, new_state = await self.db(self._decide_and_store, parsed.articles, state_after)
+                finally:
+                    self._reserved -= reserved
                 report.new, report.updated, report.unchanged = len(d.new), len(d.updated), d.unchanged
         except Exception as e:  # whatever failed, it is this feed's recorded error, with back-off
             if isinstance(e, FeedError):
@@ -375,7 +382,26 @@ class Pipeline:
         new_state = replace(state_after(d), seeded=True)
         first = not self.store.feed_state(new_state.url).seeded
         self.store.ingest(d.new, d.updated, d.link_keys, new_state, backfill=first)
+        if not self._percolator:  # the drain reads them back from the store: with their analysis
+            remember(d.new)
+            remember(d.updated)
         return d, new_state
+
+    async def _backpressure(self, n: int) -> int:
+        """Hold a parsed feed of `n` articles back while the matcher is far behind; returns
+        the articles reserved (release them once stored). Bounded: whatever drains, or not, a
+        poll waits at most BACKPRESSURE_WAIT seconds. The main process is then the
+        bottleneck; waiting costs no time, storing on would cost re-analysis. Check and
+        reservation happen with no await between, so concurrent polls cannot all pass at once."""
+        if self._percolator:
+            return 0
+        deadline = time.monotonic() + BACKPRESSURE_WAIT
+        while ((analysis.backlog() or self._reserved)
+               and analysis.backlog() + self._reserved + n > analysis.BACKLOG_HIGH
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
+        self._reserved += n
+        return n
 
     async def _parse(self, body: bytes, headers: dict[str, str], feed: FeedConfig,
                      now: datetime) -> ParsedFeed:

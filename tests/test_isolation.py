@@ -71,6 +71,11 @@ def _feed(i: int) -> FeedConfig:
     return FeedConfig(id=f"f{i}", url=f"http://127.0.0.1:9/f{i}.xml", language="ar")
 
 
+# Words in a feed that needs more than a 128 MB parse worker: 1M sufficed for feedparser, the
+# lxml fast path reads that in ~20 MB.
+HUNGRY_WORDS = 3_000_000
+
+
 def _big_feed(words: int) -> bytes:
     return rss([rss_item("قمة الناتو", "https://e.org/big", "كلمة " * words)])
 
@@ -118,7 +123,7 @@ async def test_deadline_and_memory_cap_are_the_feeds_own_errors(tmp_path):
     small = rss([rss_item("كورسك", "https://e.org/s", "نص")])
     many_items = rss([rss_item(f"خبر {i}", f"https://e.org/{i}", "نص قصير") for i in range(60_000)])
     for settings, body, error in (({"timeout": 1}, many_items, "took longer than 1 s"),
-                                  ({"memory_mb": 128}, _big_feed(1_000_000), "more memory than a parse worker")):
+                                  ({"memory_mb": 128}, _big_feed(HUNGRY_WORDS), "more memory than a parse worker")):
         workers = _workers(tmp_path / str(len(error)), **settings)
         try:
             big = asyncio.create_task(workers.parse(body, {}, _feed(0), datetime.now(UTC)))
@@ -231,7 +236,7 @@ async def test_once_with_bad_feeds_stores_every_good_one_and_names_each_failure(
 
 
 async def test_once_memory_cap_fails_only_the_hungry_feed(tmp_path, feed_server):
-    feed_server.set_feed("/hungry", _big_feed(1_000_000))
+    feed_server.set_feed("/hungry", _big_feed(HUNGRY_WORDS))
     cfg = _mixed_config(tmp_path, feed_server, {"parse": {"workers": 2, "memory_mb": 128},
                                                 "fetch": {"max_bytes": 50_000_000, "read_timeout": 20,
                                                           "total_timeout": 60}})
