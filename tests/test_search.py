@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from alerts.matcher import Matcher
-from indexers.sqlite import SqliteIndex
+from indexers.tantivy_index import TantivyIndex
 from monitor.analysis import analyze_article
 from monitor.config import load_config
 from monitor.errors import QueryError
@@ -26,7 +26,7 @@ def tagger():
 async def _index(tmp_path, articles):
     store = Store(tmp_path / "raqib.db")
     store.ingest(articles, [], {}, None)
-    index = SqliteIndex(tmp_path / "raqib.db")
+    index = TantivyIndex(tmp_path / "raqib.db")
     await index.index(articles)
     return store, index
 
