@@ -47,9 +47,10 @@ from indexers.tantivy_index import MAX_LIMIT, TantivyIndex, compile_query
 from monitor.analysis import analyze_article
 from monitor.arabic import WORD_RE, normalize
 from monitor.config import load_config
+from monitor.models import Article
 from monitor.parser import canonical_link
 from monitor.query import parse
-from monitor.store import Store
+from monitor.store import Store, from_iso
 from monitor.topics import build_tagger
 from tests.corpus import all_docs
 
@@ -273,6 +274,43 @@ def clitic_recall(index: TantivyIndex, db: Path, query: str = "الناتو") ->
     }
 
 
+# ---------------------------------------------------------------- search = alerts
+
+
+def equality_check(index: TantivyIndex, db: Path, queries: dict[str, list[str]]) -> dict:
+    """Every benchmark query's result SET from the index against the alert matcher run over
+    every stored article (the search ⇔ alert promise, at benchmark scale)."""
+    from alerts.matcher import Matcher
+    from monitor.analysis import analyzed_doc
+
+    flat = [q for qs in queries.values() for q in qs]
+    matcher = Matcher((str(i), q) for i, q in enumerate(flat))
+    fired: dict[str, set[int]] = defaultdict(set)
+    store = Store(db)
+    t0 = time.perf_counter()
+    last = 0
+    while rows := store.conn.execute(
+            "SELECT rowid, title, summary, content, topics, source, language, published FROM articles "
+            "WHERE rowid > ? ORDER BY rowid LIMIT 2000", (last,)).fetchall():
+        last = rows[-1][0]
+        for rid, title, summary, content, topics, source, lang, published in rows:
+            a = Article(id="", feed_url="", source=source, title=title, summary=summary, content=content,
+                        link="", published=from_iso(published), fetched=from_iso(published), language=lang,
+                        topics=tuple(topics.split()))
+            for q in matcher.match_doc(analyzed_doc(a)):
+                fired[q].add(rid)
+    store.close()
+    differ = []
+    for i, q in enumerate(flat):
+        _, ranked, _ = index._by_score(index._searcher(), compile_query(index.schema, parse(q)), MAX_LIMIT, 0)
+        got = {r for r, _ in ranked}
+        if got != fired[str(i)]:
+            differ.append({"query": q, "index": len(got), "matcher": len(fired[str(i)]),
+                           "only_index": len(got - fired[str(i)]), "only_matcher": len(fired[str(i)] - got)})
+    return {"queries": len(flat), "equal_sets": len(flat) - len(differ), "differ": differ,
+            "matcher_pass_s": round(time.perf_counter() - t0, 1)}
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -299,6 +337,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--check-equality", action="store_true",
+                    help="also compare each query's result set with the alert matcher over every article")
     args = ap.parse_args()
     db = Path(args.dir) / "raqib.db"
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -336,6 +376,8 @@ def main() -> None:
         result["target_met"] = result["median_of_runs"]["overall"]["p99_ms"] < target
         result["diagnostic_without_highlighting"] = without_highlighting(index, queries, args)
         result["clitic_recall"] = clitic_recall(index, db)
+        if args.check_equality:
+            result["search_equals_alerts"] = equality_check(index, db, queries)
     finally:
         index.close_sync()
     result["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
