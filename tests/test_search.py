@@ -307,3 +307,41 @@ async def test_trends_count_articles_per_topic_and_interval(tmp_path):
         ("2024-12-01T00:00:00+00:00", "kursk", 1), ("2024-12-01T00:00:00+00:00", "nato", 2)]
     await index.close()
     store.close()
+
+
+def test_source_terms_are_exactly_what_source_matches_accepts():
+    from indexers.tantivy_index import source_terms
+    from monitor.query import source_matches
+
+    sources = ["bbc", "bbc-arabic", "BBC-Arabic-Live", "bbcx", "a--b", "-x", "sky-news-ar"]
+    patterns = {p.lower() for s in sources for p in (s, s[:3], s + "-", s.split("-")[0])} | {"bbc-", "a-", "a"}
+    for s in sources:
+        assert {p for p in patterns if p and source_matches(p, s)} == {p for p in patterns if p in source_terms(s)}, s
+
+
+def test_reindex_from_the_command_line_clears_the_index_first(tmp_path):
+    """A document whose article left the store is gone after `raqib index reindex`."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.e2e_setup import write_config
+
+    cfg = write_config(tmp_path, [])
+    db = tmp_path / "data" / "raqib.db"
+    arts = [make_article("كورسك", f"نص {i}", link=f"https://x.test/{i}") for i in range(3)]
+    store = Store(db)
+    store.ingest(arts, [], {}, None)
+    index = TantivyIndex(db)
+    index.index_sync(arts)
+    index.close_sync()
+    store.close()
+    with sqlite3.connect(db) as c:
+        c.execute("DELETE FROM articles WHERE id = ?", (arts[0].id,))
+    r = subprocess.run([sys.executable, "-m", "monitor.cli", "index", "reindex", "--config", str(cfg)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and "reindexed 2 articles" in r.stdout, r.stderr
+    index = TantivyIndex(db)
+    assert index.count_sync() == 2
+    assert {h.article.id for h in index.search_sync("كورسك").hits} == {a.id for a in arts[1:]}
+    index.close_sync()
