@@ -1,4 +1,4 @@
-"""The index contract every backend implements (SQLite FTS5 embedded; Elasticsearch/OpenSearch).
+"""The index contract every backend implements (tantivy embedded; Elasticsearch/OpenSearch).
 
 Rules for implementations:
 - `index` is idempotent: the article id is the document id, re-indexing replaces.
@@ -7,6 +7,8 @@ Rules for implementations:
 - Queries are strings in Raqib's query language (monitor.query); backends compile the parsed
   tree themselves and never pass user text to a native query-string parser.
 - All datetimes are aware UTC.
+- Optional: `async clear()` removes every document; `raqib index reindex` calls it (when the
+  backend has it) before it queues the whole store again.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from monitor.store import from_iso, iso
 
 TOKEN_FIELDS = {"title": ("title_tokens",), "body": ("body_tokens",),
                 "any": ("title_tokens", "body_tokens")}
-TITLE_BOOST = 3.0  # as the embedded index's bm25(articles_fts, 3.0, 1.0)
+TITLE_BOOST = 3.0  # as the embedded index (indexers.tantivy_index.TITLE_BOOST)
 MAX_RANKED_KEYS = 12
 MAX_TOKEN_CHARS = 10_000  # < Lucene's 32766-byte term limit at 3 UTF-8 bytes per UTF-16 unit
 MAX_PAGE = 10_000  # index.max_result_window

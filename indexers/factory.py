@@ -10,10 +10,10 @@ from monitor.config import Config
 
 def make_index(config: Config, db_path: Path) -> ArticleIndex:
     cfg = config.settings.index
-    if cfg.backend == "sqlite":
-        from indexers.sqlite import SqliteIndex
+    if cfg.backend == "sqlite":  # the embedded default: a tantivy index beside the store
+        from indexers.tantivy_index import TantivyIndex
 
-        return SqliteIndex(db_path)
+        return TantivyIndex(db_path)
     from indexers.engine import EngineIndex, make_client
 
     client = make_client(cfg.backend, cfg.urls, cfg.verify_certs, cfg.ca_certs)

@@ -12,7 +12,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from monitor.errors import ConfigError, QueryError, RaqibError
+from monitor.errors import ConfigError, IndexError_, QueryError, RaqibError
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -484,6 +484,11 @@ def cmd_index(args, config) -> int:
         # off here; a service running meanwhile helps drain it, and nothing is indexed twice
         # for long: the flags record what the index holds.
         index = _open_index(config)
+        if hasattr(index, "clear"):  # the embedded index starts from nothing
+            try:
+                await index.clear()
+            except IndexError_:
+                pass  # the service holds the writer: it reindexes the queue (the drain says so)
         total = store.requeue_for_index()
         try:
             from rich.progress import Progress

@@ -494,6 +494,43 @@ class Store:
             "SELECT delivery_id, subscription_id, article_id, channel, status, attempts, last_error, sent "
             "FROM outbox ORDER BY id").fetchall()
 
+    # ---- for the embedded search index (indexers.tantivy_index) -------------------------------
+    # The tantivy index keeps article rowids; the rows themselves stay here.
+
+    def rowids(self, ids: Sequence[str]) -> dict[str, int]:
+        """rowid of each stored article id (ids not stored are left out)."""
+        out: dict[str, int] = {}
+        for i in range(0, len(ids), 30_000):
+            chunk = list(ids[i:i + 30_000])
+            out.update(self.conn.execute(
+                f"SELECT id, rowid FROM articles WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def articles_by_rowid(self, rowids: Sequence[int]) -> dict[int, Article]:
+        """The stored articles with these rowids (a search page's rows)."""
+        out: dict[int, Article] = {}
+        for i in range(0, len(rowids), 30_000):
+            chunk = list(rowids[i:i + 30_000])
+            for r in self.conn.execute(f"SELECT rowid, {ARTICLE_COLUMNS} FROM articles "
+                                       f"WHERE rowid IN ({','.join('?' * len(chunk))})", chunk):
+                out[r[0]] = row_to_article(r[1:])
+        return out
+
+    def index_counts(self) -> tuple[int, int]:
+        """(articles marked indexed, articles stored): what the index should hold."""
+        return self.conn.execute(
+            "SELECT count(*) FILTER (WHERE indexed = 1), count(*) FROM articles").fetchone()
+
+    def drop_legacy_fts(self) -> bool:
+        """Drop the FTS5 table of the old embedded index, putting every article back in the
+        index queue in the same transaction; False when there is none."""
+        with self._tx():
+            if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'articles_fts'").fetchone() is None:
+                return False
+            self.conn.execute("UPDATE articles SET indexed = 0, index_attempts = 0, index_error = NULL")
+            self.conn.execute("DROP TABLE articles_fts")
+            return True
+
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";\n") if s.strip()]

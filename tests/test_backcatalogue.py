@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import pytest
 
 from alerts.subscriptions import Subscription, save
-from indexers.sqlite import SqliteIndex
+from indexers.tantivy_index import TantivyIndex
 from monitor.config import load_config
 from monitor.service import run_once
 from monitor.store import Store
@@ -42,7 +42,7 @@ async def test_first_fetch_is_stored_but_does_not_alert_later_items_do(setup, fe
     reports, drained, delivered = await run_once(config)
     assert reports[0].new == 21 and drained.indexed == 21
     assert webhook_receiver.items() == []  # 21 matches, all back catalogue (one even fresh)
-    index = SqliteIndex(config.data_dir / "raqib.db")
+    index = TantivyIndex(config.data_dir / "raqib.db")
     assert (await index.search("الناتو")).total == 21  # still searchable
     await index.close()
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from alerts.channels import verify_signature
-from indexers.sqlite import SqliteIndex
+from indexers.tantivy_index import TantivyIndex
 from monitor.arabic import forms, query_key, tokens
 from monitor.config import load_config
 from monitor.service import run_once
@@ -105,7 +105,7 @@ async def test_poll_tag_index_search_alert(tmp_path, feed_server, webhook_receiv
     assert any(getattr(r, "feed", None) == "broken" and r.levelno == logging.WARNING for r in caplog.records)
 
     # search: the seed article is tagged with all three topics and found by الناتو
-    index = SqliteIndex(config.data_dir / "raqib.db")
+    index = TantivyIndex(config.data_dir / "raqib.db")
     page = await index.search("الناتو", limit=100)
     seed_hits = [h for h in page.hits if h.article.title == SEED_TITLE]
     assert len(seed_hits) == 1

@@ -22,7 +22,7 @@ from aiohttp import web
 from alerts.matcher import Matcher
 from indexers import dsl
 from indexers.engine import BulkIndexError, EngineIndex, make_client
-from indexers.sqlite import SqliteIndex
+from indexers.tantivy_index import TantivyIndex
 from monitor.analysis import analyze_article
 from monitor.arabic import PROCLITICS, forms, query_key, tokens
 from monitor.config import load_config
@@ -97,10 +97,10 @@ def embedded(corpus, stored, tmp_path_factory):
     store = Store(path)
     store.ingest(corpus, [], {}, None)
     assert [store.get(a.id) for a in stored] == stored
-    index = SqliteIndex(path)
+    index = TantivyIndex(path)
     index.index_sync(stored)
     yield index
-    index.conn.close()
+    index.close_sync()
     index._pool.shutdown()
     store.close()
 
@@ -356,7 +356,7 @@ async def test_search_finds_clitic_forms_with_the_embedded_highlights(make_engin
     ]]
     store = Store(tmp_path / "raqib.db")
     store.ingest(arts, [], {}, None)
-    emb = SqliteIndex(tmp_path / "raqib.db")
+    emb = TantivyIndex(tmp_path / "raqib.db")
     await emb.index(arts)
     ix = make_engine()
     await _index_all(ix, arts)

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alerts.matcher import Matcher
-from indexers.sqlite import MAX_LIMIT, SqliteIndex
+from indexers.tantivy_index import MAX_LIMIT, TantivyIndex
 from monitor.analysis import analyze_article, analyzed_doc
 from monitor.arabic import WORD_RE, forms, tokens
 from monitor.config import load_config
@@ -50,7 +50,7 @@ FIXED = [
 
 @dataclass
 class Env:
-    index: SqliteIndex
+    index: TantivyIndex
     articles: list[Article]
     docs: list[AnalyzedDoc]
     words: list[str]
@@ -133,7 +133,7 @@ def build_env(tmp_path_factory) -> Env:
     path = tmp_path_factory.mktemp("equality") / "raqib.db"
     store = Store(path)
     store.ingest(arts, [], {}, None)
-    index = SqliteIndex(path)
+    index = TantivyIndex(path)
     index.index_sync(arts)
     store.close()
     words, phrases = query_material(arts)
@@ -147,7 +147,7 @@ def build_env(tmp_path_factory) -> Env:
 def env(tmp_path_factory):
     e = build_env(tmp_path_factory)
     yield e
-    e.index.conn.close()
+    e.index.close_sync()
     e.index._pool.shutdown()
 
 
@@ -223,11 +223,10 @@ def test_search_equals_alerts_for_any_query(env):
     assert sum(0 < s < len(env.articles) for s in sizes) > len(sizes) // 4
 
 
-def test_fts_terms_are_the_analyzer_keys(env):
-    """Every FTS5 term is an analyzer key and every key is a term: one tokenizer."""
-    conn = env.index.conn
-    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_terms USING fts5vocab(main, articles_fts, 'row')")
-    terms = {t for (t,) in conn.execute("SELECT term FROM temp.fts_terms")}
+def test_index_terms_are_the_analyzer_keys(env):
+    """Every indexed term is an analyzer key and every key is a term: one tokenizer."""
+    searcher = env.index._searcher()
+    terms = {t for f in ("title", "body") for t, _ in searcher.terms_with_prefix(f, "")}
     keys = {k for a in env.articles for t in tokens(a.title) + tokens(a.body) for k in forms(t)}
     assert terms == keys
     assert not any("_" in k or "#" in k for k in keys)
@@ -285,20 +284,46 @@ def test_relative_dates_move_with_the_clock(env):
     assert seen == [True, True, True, True, False, False]
 
 
-def test_an_index_built_by_the_old_tokenizer_is_rebuilt(tmp_path):
-    arts = [make_article("حلف #شمال_الأطلسي", "#قمة_لاهاي")]
+def test_a_data_dir_with_the_old_fts5_index_migrates(tmp_path):
+    """The FTS5 table of the old embedded index is dropped and every article requeued, once."""
+    arts = [make_article("حلف #شمال_الأطلسي", "#قمة_لاهاي"), make_article("مذكرة", "لمذكرة بودابست")]
     store = Store(tmp_path / "raqib.db")
     store.ingest(arts, [], {}, None)
     conn = sqlite3.connect(tmp_path / "raqib.db")
-    conn.execute('CREATE VIRTUAL TABLE articles_fts USING fts5(title, body, tokenize = "unicode61 remove_diacritics 0")')
+    conn.execute('CREATE VIRTUAL TABLE articles_fts USING fts5(title, body, tokenize = "ascii")')
     conn.execute("INSERT INTO articles_fts (rowid, title, body) VALUES (1, 'x', 'قمه_لاهاي')")
     conn.execute("UPDATE articles SET indexed = 1")
     conn.commit()
+    index = TantivyIndex(tmp_path / "raqib.db")
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'articles_fts%'").fetchone()[0] == 0
     conn.close()
-    index = SqliteIndex(tmp_path / "raqib.db")
-    assert [p.article.id for p in store.pending("indexed")] == [arts[0].id]  # back on the queue
+    assert {p.article.id for p in store.pending("indexed")} == {a.id for a in arts}  # back on the queue
     index.index_sync(arts)
+    store.mark("indexed", [p.key for p in store.pending("indexed")])
     assert {h.article.id for h in index.search_sync("قمة").hits} == {arts[0].id}
-    index.conn.close()
-    index._pool.shutdown()
+    assert {h.article.id for h in index.search_sync('"مذكرة بودابست"').hits} == {arts[1].id}
+    assert index.health_sync()["status"] == "green"
+    index.close_sync()
+    again = TantivyIndex(tmp_path / "raqib.db")  # nothing to migrate the second time
+    assert store.pending("indexed") == [] and again.count_sync() == 2
+    again.close_sync()
+    store.close()
+
+
+def test_a_lost_index_directory_requeues_every_article(tmp_path):
+    """The store says articles are indexed but the index directory is new (deleted, or a
+    restored backup of raqib.db alone): they go back on the queue instead of staying unfindable."""
+    import shutil
+
+    arts = [make_article("كورسك", "معارك بكورسك")]
+    store = Store(tmp_path / "raqib.db")
+    store.ingest(arts, [], {}, None)
+    index = TantivyIndex(tmp_path / "raqib.db")
+    index.index_sync(arts)
+    store.mark("indexed", [p.key for p in store.pending("indexed")])
+    index.close_sync()
+    shutil.rmtree(tmp_path / "index")
+    index = TantivyIndex(tmp_path / "raqib.db")
+    assert [p.article.id for p in store.pending("indexed")] == [arts[0].id]
+    index.close_sync()
     store.close()

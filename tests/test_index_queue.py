@@ -1,7 +1,7 @@
 """The index queue: paged, a refused document becomes a dead letter and never blocks the
 others, an outage keeps everything queued, reindex resets the queue.
 
-The embedded index never refuses one document, so `Refusing` wraps the real SqliteIndex and
+The embedded index never refuses one document, so `Refusing` wraps the real TantivyIndex and
 refuses chosen ids the way a cluster reports per-item bulk failures (BulkIndexError); the
 cluster path itself is covered by the engine suite."""
 
@@ -11,8 +11,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from indexers.engine import BulkIndexError
-from indexers.sqlite import SqliteIndex
+from indexers.tantivy_index import TantivyIndex
 from monitor.errors import IndexError_
 from monitor.pipeline import MAX_INDEX_ATTEMPTS, drain_index
 from monitor.store import Store
@@ -21,7 +23,7 @@ from tests.helpers import make_article
 
 
 class Refusing:
-    def __init__(self, inner: SqliteIndex, refuse: set[str], down: bool = False):
+    def __init__(self, inner: TantivyIndex, refuse: set[str], down: bool = False):
         self.inner, self.refuse, self.down = inner, refuse, down
         self.batches: list[int] = []
 
@@ -50,7 +52,7 @@ async def test_a_refused_document_becomes_a_dead_letter_and_blocks_nothing(tmp_p
     store = Store(tmp_path / "raqib.db")
     arts = _fill(store, 25)
     bad = arts[0].id
-    index = Refusing(SqliteIndex(tmp_path / "raqib.db"), {bad})
+    index = Refusing(TantivyIndex(tmp_path / "raqib.db"), {bad})
     n, error = await drain_index(_db, store, index, batch=10)
     assert n == 24 and "mapper_parsing_exception" in error
     assert index.batches == [10, 10, 5]  # paged: the refusal in the first page stopped nothing
@@ -75,7 +77,7 @@ async def test_a_refused_document_becomes_a_dead_letter_and_blocks_nothing(tmp_p
 async def test_an_unreachable_index_keeps_everything_queued_without_dead_letters(tmp_path):
     store = Store(tmp_path / "raqib.db")
     _fill(store, 5)
-    index = Refusing(SqliteIndex(tmp_path / "raqib.db"), set(), down=True)
+    index = Refusing(TantivyIndex(tmp_path / "raqib.db"), set(), down=True)
     for _ in range(MAX_INDEX_ATTEMPTS + 2):
         n, error = await drain_index(_db, store, index)
         assert n == 0 and "connection refused" in error
@@ -106,18 +108,29 @@ def test_index_status_and_reindex_from_the_command_line(tmp_path):
 async def test_the_embedded_health_check_checks(tmp_path):
     store = Store(tmp_path / "raqib.db")
     arts = _fill(store, 4)
-    index = SqliteIndex(tmp_path / "raqib.db")
+    index = TantivyIndex(tmp_path / "raqib.db")
     assert (await index.health())["status"] == "green"  # nothing indexed, nothing claimed
     store.mark("indexed", [(i + 1, 1) for i in range(4)])  # the store claims what the index lacks
     h = await index.health()
     assert h["status"] == "yellow" and "holds 0 documents" in h["problems"][0]
     await index.index(arts)
-    assert (await index.health())["status"] == "green"
-    blocker = Store(tmp_path / "raqib.db")
-    blocker.conn.execute("BEGIN IMMEDIATE")  # another writer holds the lock
     h = await index.health()
-    assert h["status"] == "yellow" and any("write lock" in p for p in h["problems"])
-    blocker.conn.execute("ROLLBACK")
-    blocker.close()
+    assert h["status"] == "green" and h["writer"] == "this process"
+    reader = TantivyIndex(tmp_path / "raqib.db")  # another process: a reader, the writer is taken
+    h = await reader.health()
+    assert h["status"] == "green" and h["writer"] == "another process" and h["documents"] == 4
+    with pytest.raises(IndexError_, match="another Raqib process"):
+        await reader.index(arts[:1])
+    await reader.close()
+    for seg in (tmp_path / "index").glob("*.idx"):
+        seg.unlink()  # an index file lost: reads fail, and health says so
     await index.close()
+    broken = TantivyIndex(tmp_path / "raqib.db")
+    h = await broken.health()
+    assert h["status"] == "red" and "cannot open" in h["problems"][0] and "reindex" in h["problems"][0]
+    await broken.clear()  # what `raqib index reindex` does first: a new, empty index
+    assert (await broken.health())["documents"] == 0
+    await broken.index(arts)
+    assert (await broken.search("الناتو")).total == 4
+    await broken.close()
     store.close()

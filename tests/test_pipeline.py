@@ -7,7 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-from indexers.sqlite import SqliteIndex
+from indexers.tantivy_index import TantivyIndex
 from monitor import intervals
 from monitor.config import ScheduleConfig, load_config
 from monitor.dedup import decide
@@ -69,7 +69,7 @@ async def test_changed_article_is_updated_not_duplicated_and_not_realerted(tmp_p
     store = Store(cfg.data_dir / "raqib.db")
     assert store.count() == 1
     store.close()
-    index = SqliteIndex(cfg.data_dir / "raqib.db")
+    index = TantivyIndex(cfg.data_dir / "raqib.db")
     page = await index.search("كورسك")
     assert page.total == 1 and "كورسك" in page.hits[0].article.summary
     assert (await index.search("الناتو")).total == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from indexers.sqlite import SqliteIndex
+from indexers.tantivy_index import TantivyIndex
 from monitor.parser import canonical_link
 from tests.corpus import ant_item, rss, topical_docs
 from tests.e2e_setup import ROOT, write_config
@@ -112,7 +112,7 @@ async def _finish(cfg, db, total, tmp_path) -> None:
 
 
 async def _expected_alerts(db) -> set[str]:
-    index = SqliteIndex(db)
+    index = TantivyIndex(db)
     try:
         return {h.article.id for h in (await index.search(QUERY, limit=10_000)).hits}
     finally:
