@@ -314,10 +314,14 @@ def raqib_pass(cdir: Path, tmp: Path, n: int, profile: str | None = None) -> dic
 
 
 def raqib_index_count(tmp: Path) -> int:
-    import sqlite3
+    """Documents in the embedded (tantivy) index after the pass."""
+    from indexers.tantivy_index import TantivyIndex
 
-    with sqlite3.connect(tmp / "data" / "raqib.db") as c:
-        return c.execute("SELECT count(*) FROM articles_fts").fetchone()[0]
+    index = TantivyIndex(tmp / "data" / "raqib.db")
+    try:
+        return index.count_sync()
+    finally:
+        index.close_sync()
 
 
 # ---------------------------------------------------------------- reader
