@@ -41,6 +41,7 @@ import tantivy
 from tantivy import Occur, Query
 
 from indexers.base import TrendBucket
+from monitor.analysis import analysis_of
 from monitor.arabic import forms, tokens
 from monitor.errors import IndexError_, QueryError
 from monitor.highlight import highlight, snippet
@@ -90,9 +91,12 @@ def source_terms(source: str) -> list[str]:
 def pre_tokenized(text: str) -> tantivy.PreTokenizedString:
     """Each token's proclitic forms at one position (offsets are not used: highlighting
     re-reads the stored text with the same analyzer)."""
-    toks = [tantivy.Token(k, pos, 0, 0) for pos, t in enumerate(tokens(text))
-            if len(t) <= MAX_TOKEN_CHARS for k in forms(t)]
-    return tantivy.PreTokenizedString("", toks)
+    return _pre_tokenized(tokens(text))
+
+
+def _pre_tokenized(toks: Sequence[str]) -> tantivy.PreTokenizedString:
+    return tantivy.PreTokenizedString("", [tantivy.Token(k, pos, 0, 0) for pos, t in enumerate(toks)
+                                           if len(t) <= MAX_TOKEN_CHARS for k in forms(t)])
 
 
 class _Compiler:
@@ -249,8 +253,10 @@ class TantivyIndex:
                 doc = tantivy.Document()
                 doc.add_text("id", a.id)
                 doc.add_integer("rowid", rowids[a.id])
-                doc.add_pre_tokenized_text("title", pre_tokenized(a.title))
-                doc.add_pre_tokenized_text("body", pre_tokenized(a.body))
+                # The parse worker's tokens when they came with the article (analyze once).
+                an = analysis_of(a)
+                doc.add_pre_tokenized_text("title", _pre_tokenized(an.title_tokens.split()))
+                doc.add_pre_tokenized_text("body", _pre_tokenized(an.body_tokens.split()))
                 for t in a.topics:
                     doc.add_text("topics", t)
                 for s in source_terms(a.source):

@@ -137,6 +137,9 @@ async def test_main_process_matches_without_tokenizing(tmp_path, feed_server, mo
         raise AssertionError("the main process analyzed an article again")
 
     monkeypatch.setattr(analysis, "analyze_text", refuse)
+    import indexers.tantivy_index as embedded  # the index reads the shipped tokens too
+
+    monkeypatch.setattr(embedded, "tokens", lambda text: refuse(text, ""))
     reports, drained, _ = await run_once(cfg)
     assert sum(r.new for r in reports) == 80 and drained.matched == 80 and drained.alerts == 80
     store = Store(cfg.data_dir / "raqib.db")
