@@ -46,8 +46,7 @@ def engine_env(opensearch_url, tmp_path_factory):
     loop.run_until_complete(setup())
     yield env, ix, loop
     loop.run_until_complete(_drop(ix))
-    env.index.conn.close()
-    env.index._pool.shutdown()
+    env.index.close_sync()
     loop.close()
 
 
