@@ -363,6 +363,18 @@ class Matcher:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def filed_under(self, rule_id: str) -> set[tuple[str, str | None]]:
+        """Where a rule is filed: (key, second key of a pair or None); "always" when it is
+        evaluated for every article. For tests and diagnostics (a full scan)."""
+        slots = [i for i, r in enumerate(self._order) if r.id == rule_id and self._preds[i] is not _never]
+        out: set[tuple[str, str | None]] = {("always", None) for i in slots if i in self._always}
+        for key, entry in self._index.items():
+            for i in slots:
+                out |= {(key, None) for slot in (_EXACT, _CHECK) if entry[slot] and i in entry[slot]}
+                out |= {(key, other) for slot in (_PAIRS, _PAIRS_CHECK)
+                        for other, lst in (entry[slot] or {}).items() if i in lst}
+        return out
+
     def match_doc(self, doc: AnalyzedDoc) -> list[str]:
         # an exact set (CPython's dict-keys `&` takes its fast path only for a set operand),
         # with the article's topics and language as pseudo-keys
