@@ -90,13 +90,13 @@ def generate_realistic(n: int, articles: list, df: dict[str, float], band: tuple
             rare[t] = (lo <= df.get(query_key(t), 0) <= hi and len(t) >= 3 and not t.isdigit()
                        and (len(forms(t)) == 1 or query_key(t) != t))
         idx = [i for i, t in enumerate(toks) if rare[t]]
-        if len(idx) >= 2:
-            per_article.append((a, toks, idx))
+        words = list(dict.fromkeys(toks[i] for i in idx))
+        if len(words) >= 2:
+            per_article.append((a, toks, idx, words))
     common = [k for k, s in df.items() if 0.001 < s <= 0.02 and len(k) >= 3]
     out = []
     while len(out) < n:
-        a, toks, idx = rnd.choice(per_article)
-        words = list(dict.fromkeys(toks[i] for i in idx))
+        a, toks, idx, words = rnd.choice(per_article)
         shape = rnd.random()
         if shape < 0.30:
             i = rnd.choice(idx)
@@ -229,6 +229,7 @@ def main() -> None:
         queries = generate_broad(args.subs, vocab, bigrams, random.Random(args.seed))
         results.append(measure("broad", queries, docs, df, args.runs, args.reference)
                        | {"vocabulary_ranks": [args.min_rank, args.max_rank]})
+        print(f"broad: {results[-1]['articles_per_s_match_only']} articles/s", file=sys.stderr)
     if args.set in ("realistic", "both"):
         topics = sorted({t for a in arts for t in a.topics} | {"nato", "kursk", "budapest_memorandum"})
         queries = generate_realistic(args.subs, older[-args.vocab_articles:], df, tuple(args.band), topics, random.Random(args.seed))
