@@ -216,6 +216,18 @@ def _literals(node: Node) -> tuple[frozenset[str], list[frozenset[str]], frozens
     return frozenset(req), groups, frozenset(neg)
 
 
+def _single_key_exclusions(node: Node) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(words, excluded words) when `node` is "any of the words and none of the excluded"
+    (`a -c`, `(a OR b) -c -d`): each word then decides alone unless an excluded word is there."""
+    lits = _literals(node) if isinstance(node, And) else None
+    if lits is None:
+        return None
+    req, groups, neg = lits
+    if not neg or len(req) + len(groups) != 1:
+        return None
+    return (req or groups[0]), neg
+
+
 def compile_rule(node: Node, clock: Clock, joined: _Joined, rarity: Callable[[str], tuple]):
     """compile_predicate(), with phrases checked by phrase_at() on token positions and
     word-only rules with exclusions as one closure of set operations."""
@@ -235,8 +247,6 @@ def compile_rule(node: Node, clock: Clock, joined: _Joined, rarity: Callable[[st
             a = min(range(len(keys)), key=lambda m: rarity(keys[m]))
 
             def phrase(d: AnalyzedDoc) -> bool:
-                if not kset <= d.all_keys:
-                    return False
                 if field != "body" and kset <= d.title_keys and phrase_at(d.title, joined(d.title), keys, a):
                     return True
                 return field != "title" and kset <= d.body_keys and phrase_at(d.body, joined(d.body), keys, a)
@@ -268,7 +278,7 @@ def _never(d: AnalyzedDoc) -> bool:
 
 # one entry per key: rules the key decides, rules it makes candidates, and rules that need a
 # second key (decided / candidate) — one dict probe per key of the article
-_EXACT, _CHECK, _PAIRS, _PAIRS_CHECK = range(4)
+_EXACT, _CHECK, _PAIRS, _PAIRS_CHECK, _EXACT_UNLESS = range(5)  # unless: (rule, excluded keys)
 
 
 class Matcher:
@@ -292,11 +302,15 @@ class Matcher:
         """Sort key, rarest first: pseudo-keys (topics, languages) last, then by df, then longest."""
         return (w.startswith(_PSEUDO), self.df.get(w, 0), -len(w), w)
 
-    def _file(self, key: str, slot: int, i: int, other: str | None = None) -> None:
+    def _file(self, key: str, slot: int, i: int, other: str | frozenset[str] | None = None) -> None:
         entry = self._index.get(key)
         if entry is None:
-            entry = self._index[key] = [None, None, None, None]
-        if other is None:
+            entry = self._index[key] = [None, None, None, None, None]
+        if slot == _EXACT_UNLESS:
+            if entry[slot] is None:
+                entry[slot] = []
+            entry[slot].append((i, other))
+        elif other is None:
             if entry[slot] is None:
                 entry[slot] = []
             entry[slot].append(i)
@@ -316,6 +330,12 @@ class Matcher:
         self._order.append(rule)
         self._ids.append(rule_id)
         self._preds.append(rule.predicate)
+        unless = _single_key_exclusions(node)
+        if unless is not None:  # (a OR b) -c: a decides unless c is there, no evaluation
+            pos, neg = unless
+            for key in pos:
+                self._file(key, _EXACT_UNLESS, i, neg)
+            return
         dnf = conjuncts(node)
         if dnf is not None:  # keys only: single keys and key pairs decide without evaluation
             for conj in dnf:
@@ -353,6 +373,8 @@ class Matcher:
                     for slot in (_EXACT, _CHECK):
                         if entry[slot] and i in entry[slot]:
                             entry[slot].remove(i)
+                    if entry[_EXACT_UNLESS]:
+                        entry[_EXACT_UNLESS] = [x for x in entry[_EXACT_UNLESS] if x[0] != i]
                     for slot in (_PAIRS, _PAIRS_CHECK):
                         for lst in (entry[slot] or {}).values():
                             if i in lst:
@@ -371,6 +393,7 @@ class Matcher:
         for key, entry in self._index.items():
             for i in slots:
                 out |= {(key, None) for slot in (_EXACT, _CHECK) if entry[slot] and i in entry[slot]}
+                out |= {(key, None) for j, _ in entry[_EXACT_UNLESS] or () if j == i}
                 out |= {(key, other) for slot in (_PAIRS, _PAIRS_CHECK)
                         for other, lst in (entry[slot] or {}).items() if i in lst}
         return out
@@ -385,9 +408,13 @@ class Matcher:
         hit: set[int] = set()
         check: set[int] = set(self._always)
         for k in index.keys() & keys:  # the keys that file any rule, found in C
-            exact, chk, pairs, pairs_check = index[k]
+            exact, chk, pairs, pairs_check, unless = index[k]
             if exact:
                 hit.update(exact)
+            if unless:
+                for i, neg in unless:
+                    if neg.isdisjoint(keys):
+                        hit.add(i)
             if chk:
                 check.update(chk)
             if pairs:
