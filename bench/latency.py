@@ -96,6 +96,24 @@ class StampedReceiver(WebhookReceiver):
         return resp
 
 
+def extra_subscriptions(docs, n: int) -> list[dict]:
+    """`n` more subscriptions (to the log channel), as many a desk keeps: words, word pairs and
+    title phrases of other articles than the ones published, so they seldom match these."""
+    from monitor.arabic import tokens
+
+    words, phrases = [], []
+    for d in docs:
+        ts = [t for t in tokens(d.title) if len(t) >= 4 and not t.isdigit()]
+        words += ts
+        phrases += [f'"{a} {b}"' for a, b in zip(ts, ts[1:], strict=False)]
+    words = list(dict.fromkeys(words))
+    rnd = random.Random(7)
+    shapes = [lambda: rnd.choice(words), lambda: f"{rnd.choice(words)} {rnd.choice(words)}",
+              lambda: rnd.choice(phrases) if phrases else rnd.choice(words),
+              lambda: f"({rnd.choice(words)} OR {rnd.choice(words)}) topic:nato"]
+    return [{"id": f"s{i}", "query": rnd.choice(shapes)(), "channels": ["log"]} for i in range(n)] if words else []
+
+
 def pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -108,7 +126,8 @@ def summary(xs: list[float]) -> dict:
 
 
 async def run(args) -> dict:
-    docs = [d for d in all_docs(args.feeds * 5 + int(args.rate * args.duration) + 50) if d.title and d.text]
+    published = args.feeds * 5 + int(args.rate * args.duration) + 50
+    docs = [d for d in all_docs(published + (3000 if args.subscriptions > 1 else 0)) if d.title and d.text]
     rnd = random.Random(args.seed)
     server = await FeedServer().start()
     feeds = Feeds(server, args.feeds)
@@ -124,8 +143,10 @@ async def run(args) -> dict:
         arrivals = rec.arrivals
         cfg = write_config(
             tmp, [(f"f{i}", server.url(f"/f{i}.xml")) for i in range(args.feeds)],
-            channels={"hook": {"type": "webhook", "url": rec.url, "secret_env": SECRET_ENV}},
-            subscriptions=[{"id": "all", "query": "lang:ar", "channels": ["hook"]}],
+            channels={"hook": {"type": "webhook", "url": rec.url, "secret_env": SECRET_ENV},
+                      "log": {"type": "log"}},
+            subscriptions=[{"id": "all", "query": "lang:ar", "channels": ["hook"]},
+                           *extra_subscriptions(docs[published:], args.subscriptions - 1)],
             settings={"parse": {"workers": args.workers},
                       "schedule": {"default_interval": args.interval, "min_interval": args.interval,
                                    "max_interval": max(args.interval, 60), "jitter": 0},
@@ -141,17 +162,17 @@ async def run(args) -> dict:
         log.close()
         load_start = os.getloadavg()[0]
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 300  # 100k subscriptions take a while to load
             while not all(g in feeds.first_served for g in backcatalogue):
                 if time.monotonic() > deadline or proc.returncode is not None:
-                    raise SystemExit("raqib: the service did not fetch every feed within 60 s; see "
+                    raise SystemExit("raqib: the service did not fetch every feed within 300 s; see "
                                      f"{tmp / 'service.log'}")
                 await asyncio.sleep(0.1)
             await asyncio.sleep(args.interval + 1)  # first fetches stored (as back catalogue)
             fresh = []
             t_end = time.monotonic() + args.duration
             while time.monotonic() < t_end:
-                fresh.append(feeds.publish(rnd.randrange(args.feeds), docs[n % len(docs)], n))
+                fresh.append(feeds.publish(rnd.randrange(args.feeds), docs[n % min(published, len(docs))], n))
                 n += 1
                 await asyncio.sleep(rnd.expovariate(args.rate))
             deadline = time.monotonic() + args.interval + 30
@@ -182,7 +203,7 @@ async def run(args) -> dict:
     return {"benchmark": "alert-latency", **code_revision(),
             "settings": {"feeds": args.feeds, "interval_s": args.interval, "duration_s": args.duration,
                          "rate_items_per_s": args.rate, "parse_workers": args.workers, "index": "embedded (sqlite)",
-                         "subscription": "lang:ar (every item)"},
+                         "subscriptions": args.subscriptions, "matching_every_item": "lang:ar"},
             "items": {"published": len(fresh), "stored": sum(g in stored for g in fresh),
                       "alerted": sum(g in arrivals for g in fresh),
                       "back_catalogue_alerted": sum(g in arrivals for g in backcatalogue)},
@@ -199,6 +220,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=5.0, help="new items per second, over all feeds")
     ap.add_argument("--workers", type=int, default=2, help="parse workers (the default config's 2)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--subscriptions", type=int, default=1,
+                    help="subscriptions loaded (one matches every item; the others go to the log channel)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir and service log")
     emit(asyncio.run(run(ap.parse_args())))
 

@@ -93,7 +93,7 @@ def generate_realistic(n: int, articles: list, df: dict[str, float], band: tuple
         words = list(dict.fromkeys(toks[i] for i in idx))
         if len(words) >= 2:
             per_article.append((a, toks, idx, words))
-    common = [k for k, s in df.items() if 0.001 < s <= 0.02 and len(k) >= 3]
+    common = sorted(k for k, s in df.items() if 0.001 < s <= 0.02 and len(k) >= 3)
     out = []
     while len(out) < n:
         a, toks, idx, words = rnd.choice(per_article)
