@@ -32,7 +32,6 @@ import random
 import statistics
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -236,7 +235,8 @@ def main() -> None:
         print(f"broad: {results[-1]['articles_per_s_match_only']} articles/s", file=sys.stderr)
     if args.set in ("realistic", "both"):
         topics = sorted({t for a in arts for t in a.topics} | {"nato", "kursk", "budapest_memorandum"})
-        queries = generate_realistic(args.subs, older[-args.vocab_articles:], df, tuple(args.band), topics, random.Random(args.seed))
+        queries = generate_realistic(args.subs, older[-args.vocab_articles:], df, tuple(args.band), topics,
+                                     random.Random(args.seed))
         results.append(measure("realistic", queries, docs, df, args.runs, args.reference)
                        | {"key_df_band": list(args.band)})
     emit({"benchmark": "alert-matching", **code_revision(), "core": sorted(os.sched_getaffinity(0)),
