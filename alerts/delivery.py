@@ -225,12 +225,14 @@ class Deliverer:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # cleared BEFORE the round: a wake that arrives while it runs (alerts queued after it
+            # read the outbox) must start the next round at once, not wait deliver_interval
+            self.wake.clear()
             try:
                 await self.run_once(stop=stop)
             except Exception as e:
                 log.error("delivery round failed; retrying next round",
                           extra={"error": f"{type(e).__name__}: {e}"})
-            self.wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
             await asyncio.wait(waiters, timeout=self.settings.deliver_interval,
                                return_when=asyncio.FIRST_COMPLETED)

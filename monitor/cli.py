@@ -363,6 +363,10 @@ def cmd_tag(args) -> int:
         return status
 
 
+BROAD_RULE_SHARE = 0.05  # `subscriptions add` warns above this share of the stored articles
+BROAD_RULE_MIN_STORED = 100  # ... once there are enough articles for a share to mean something
+
+
 def cmd_subscriptions(args, config) -> int:
     from alerts import subscriptions as subs
     from monitor.store import Store
@@ -404,6 +408,10 @@ def cmd_subscriptions(args, config) -> int:
         tmax, tper = _checked_schedule(args)
         page = asyncio.run(_preview(config, args.query))
         print(f"{page.total} stored articles match {args.query!r}" + (":" if page.hits else "."))
+        stored = store.count()
+        if stored >= BROAD_RULE_MIN_STORED and page.total > BROAD_RULE_SHARE * stored:
+            print(f"raqib: warning: this rule matches {page.total / stored:.0%} of the stored articles and would "
+                  "alert on as large a share of new ones; narrow it (more words, a phrase, a filter)", file=sys.stderr)
         if page.total:
             print("(a new subscription alerts only on articles stored from now on)")
         for h in page.hits:
