@@ -111,13 +111,14 @@ class Deliverer:
         back), so shutdown never waits for a whole backlog."""
         report = DeliveryReport()
         self._stop = stop
-        subs: dict[str, Subscription] | None = None
+        subs: dict[str, Subscription]
         while not (stop and stop.is_set()):
             rows = await self.db(outbox.claim, self.store, self.owner, self.clock(), self.lease, page)
             if not rows:
                 return report
-            if subs is None:
-                subs = {s.id: s for s in await self.db(load_all, self.store)}
+            # Only the subscriptions these rows belong to (100k of them loaded every round cost
+            # most of the service's time in bench/latency.py).
+            subs = {s.id: s for s in await self.db(load_all, self.store, {r.subscription_id for r in rows})}
             groups: dict[str, dict[str, list[outbox.OutboxRow]]] = defaultdict(lambda: defaultdict(list))
             for r in rows:
                 groups[r.channel][r.subscription_id].append(r)

@@ -6,6 +6,7 @@ the change (`version`) and reloads its matcher."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,9 +61,10 @@ def remove(store: Store, sub_id: str) -> bool:
     return store.remove_subscription(sub_id)
 
 
-def load_all(store: Store) -> list[Subscription]:
+def load_all(store: Store, ids: Iterable[str] | None = None) -> list[Subscription]:
+    """Every subscription, or only those with the given ids."""
     return [Subscription(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5], r[6], r[7], bool(r[8]), r[9])
-            for r in store.subscription_rows()]
+            for r in store.subscription_rows(ids)]
 
 
 def version(store: Store) -> tuple:

@@ -375,11 +375,18 @@ class Store:
         self.conn.execute("INSERT INTO meta (key, value) VALUES ('subscriptions_version', '1') "
                           "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
-    def subscription_rows(self) -> list[tuple]:
+    def subscription_rows(self, ids: Iterable[str] | None = None) -> list[tuple]:
         """Rows in SUBSCRIPTION_COLUMNS order; created_ts is filled from `created` for rows
         written before schema 1."""
-        rows = self.conn.execute(f"SELECT {self.SUBSCRIPTION_COLUMNS}, created FROM subscriptions "
-                                 "ORDER BY id").fetchall()
+        if ids is None:
+            rows = self.conn.execute(f"SELECT {self.SUBSCRIPTION_COLUMNS}, created FROM subscriptions "
+                                     "ORDER BY id").fetchall()
+        else:
+            wanted, rows = list(ids), []
+            for i in range(0, len(wanted), 500):  # SQLite caps bound parameters
+                chunk = wanted[i:i + 500]
+                rows += self.conn.execute(f"SELECT {self.SUBSCRIPTION_COLUMNS}, created FROM subscriptions "
+                                          f"WHERE id IN ({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
         out = []
         for r in rows:
             created = r[9] or (from_iso(r[10]).timestamp() if r[10] else 0.0)  # type: ignore[union-attr]
