@@ -206,7 +206,7 @@ async def run(args) -> dict:
             pa.append(arrivals[g] - feeds.published[g])
     return {"benchmark": "alert-latency", **code_revision(),
             "settings": {"feeds": args.feeds, "interval_s": args.interval, "duration_s": args.duration,
-                         "rate_items_per_s": args.rate, "parse_workers": args.workers, "index": "embedded (sqlite)",
+                         "rate_items_per_s": args.rate, "parse_workers": args.workers, "index": "embedded (tantivy)",
                          "subscriptions": args.subscriptions, "matching_every_item": "lang:ar"},
             "items": {"published": len(fresh), "stored": sum(g in stored for g in fresh),
                       "alerted": sum(g in arrivals for g in fresh),
