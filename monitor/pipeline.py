@@ -430,10 +430,14 @@ class Pipeline:
         """Work off the index and match queues (also what start-up recovery does), page by page."""
         report = DrainReport()
         async with self._drain_lock:
+            # Match only what was stored before the index's turn: an article stored while the
+            # index worked waits for the next drain, so the index reads its shipped analysis
+            # before the matcher (its last reader) consumes it.
+            upto = await self.db(self.store.max_rowid)
             report.indexed, report.index_error = await drain_index(self.db, self.store, self.index, batch)
             after = 0
             while True:
-                pending = await self.db(self.store.pending, "matched", batch, after)
+                pending = await self.db(self.store.pending, "matched", batch, after, upto)
                 if not pending:
                     break
                 after = pending[-1].key[0]

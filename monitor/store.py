@@ -278,18 +278,22 @@ class Store:
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM articles").fetchone()[0]
 
+    def max_rowid(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(rowid), 0) FROM articles").fetchone()[0]
+
     def sources(self) -> list[str]:
         """The feed ids that stored articles came from."""
         return [r[0] for r in self.conn.execute("SELECT DISTINCT source FROM articles")]
 
-    def pending(self, flag: str, limit: int = 500, after: int = 0) -> list[Pending]:
+    def pending(self, flag: str, limit: int = 500, after: int = 0, upto: int | None = None) -> list[Pending]:
         """Articles not yet indexed (flag='indexed') or matched (flag='matched'), oldest first,
         one page after rowid `after` (a drain pages through, so a refused article never
-        holds up the ones behind it)."""
+        holds up the ones behind it), and not past rowid `upto` when given."""
         assert flag in ("indexed", "matched")
         rows = self.conn.execute(
             f"SELECT rowid, version, stored, backfill, {ARTICLE_COLUMNS} FROM articles "
-            f"WHERE {flag} = 0 AND rowid > ? ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
+            f"WHERE {flag} = 0 AND rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+            (after, upto if upto is not None else 2**63 - 1, limit)).fetchall()
         return [Pending((r[0], r[1]), row_to_article(r[4:]), r[2], bool(r[3])) for r in rows]
 
     def mark(self, flag: str, keys: Iterable[tuple[int, int]]) -> None:
