@@ -111,7 +111,6 @@ class Deliverer:
         back), so shutdown never waits for a whole backlog."""
         report = DeliveryReport()
         self._stop = stop
-        subs: dict[str, Subscription]
         while not (stop and stop.is_set()):
             rows = await self.db(outbox.claim, self.store, self.owner, self.clock(), self.lease, page)
             if not rows:

@@ -299,8 +299,7 @@ class Pipeline:
     async def close(self) -> None:
         await self.fetcher.__aexit__(None, None, None)
         await self.index.close()
-        self._cpu.kill() if isinstance(self._cpu, ParseWorkers) else self._cpu.shutdown(
-            wait=True, cancel_futures=True)
+        self._cpu.kill()
         await self.db(self.store.close)
         self._db_pool.shutdown(wait=True)
 
