@@ -161,7 +161,7 @@ async def run(args) -> dict:
         (cfg / "feeds.yaml").write_text(yaml.safe_dump(feeds_yaml, allow_unicode=True), encoding="utf-8")
         log = open(tmp / "service.log", "ab")  # noqa: SIM115 - handed to the child
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg), cwd=ROOT, stdout=log, stderr=log,
+            sys.executable, "-m", "raqib.cli", "run", "--config", str(cfg), cwd=ROOT, stdout=log, stderr=log,
             env={**os.environ, SECRET_ENV: "bench-secret"})
         log.close()
         load_start = os.getloadavg()[0]

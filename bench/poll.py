@@ -19,7 +19,7 @@ Raqib is driven through its real code path: a temporary config dir (raqib.yaml f
 defaults with parse.workers 2, fetch.per_host_limit 50, fetch.total_limit 100; the shipped
 topics.yaml and alerts.yaml — the default `tracked-topics` subscription to the log channel;
 feeds.yaml with the local feeds), `monitor.config.load_config`, and
-`monitor.service.run_once(config)` twice: (1) all-new content — fetch, parse, tag, store,
+`raqib.service.run_once(config)` twice: (1) all-new content — fetch, parse, tag, store,
 index into the embedded SQLite FTS5 index, match, outbox, deliver; (2) all-304.
 Logging is set up as `raqib once` does (INFO), written to a file in the temporary directory.
 
@@ -246,9 +246,9 @@ def raqib_pass(cdir: Path, tmp: Path, n: int, profile: str | None = None) -> dic
 
     from monitor import analysis
     from monitor.config import load_config
-    from monitor.service import run_once
+    from raqib.service import run_once
 
-    from monitor.pipeline import Pipeline
+    from raqib.pipeline import Pipeline
 
     before = dict(analysis.stats)
     marks: dict[str, float] = {}

@@ -30,7 +30,7 @@ from monitor.config import load_config
 from monitor.errors import ParseError
 from monitor.fetcher import Fetcher
 from monitor.parser import ParsedFeed
-from monitor.pipeline import parse_and_analyze
+from raqib.pipeline import parse_and_analyze
 from monitor.tagger import Tagger
 from monitor.topics import build_tagger
 from tests.corpus import DATA

@@ -12,8 +12,8 @@ from monitor import analysis
 from monitor.analysis import analysis_of, analyze_article, analyze_text, analyzed_doc, positions, remember
 from monitor.arabic import forms, tokens
 from monitor.config import load_config
-from monitor.pipeline import parse_and_analyze
-from monitor.service import run_once
+from raqib.pipeline import parse_and_analyze
+from raqib.service import run_once
 from monitor.store import Store
 from monitor.topics import build_tagger
 from tests.corpus import rss, rss_item

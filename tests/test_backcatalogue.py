@@ -11,7 +11,7 @@ import pytest
 from alerts.subscriptions import Subscription, save
 from indexers.tantivy_index import TantivyIndex
 from monitor.config import load_config
-from monitor.service import run_once
+from raqib.service import run_once
 from monitor.store import Store
 from tests.corpus import rss, rss_item
 from tests.e2e_setup import write_config

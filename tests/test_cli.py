@@ -11,7 +11,7 @@ from tests.e2e_setup import ROOT
 
 
 def raqib(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "raqib.cli", *args], input=stdin, capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout)
 
 
@@ -85,7 +85,7 @@ def test_feeds_check_table(tmp_path):
         cfg = write_config(tmp_path, [("ok", f"http://127.0.0.1:{port}/ok.xml"),
                                       ("gone", f"http://127.0.0.1:{port}/gone.xml")])
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor.cli", "feeds", "check", "--json", "--config", str(cfg),
+            sys.executable, "-m", "raqib.cli", "feeds", "check", "--json", "--config", str(cfg),
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         await runner.cleanup()
@@ -171,7 +171,7 @@ def test_limits_and_numbers_are_checked_in_one_line(tmp_path):
 
 def test_output_into_a_closed_pipe_is_quiet(tmp_path):
     _stored(tmp_path, 1000)  # ~150 KB of output: more than a pipe holds
-    p = subprocess.run(f"{sys.executable} -m monitor.cli search الناتو --limit 1000 --data-dir {tmp_path} | head -1",
+    p = subprocess.run(f"{sys.executable} -m raqib.cli search الناتو --limit 1000 --data-dir {tmp_path} | head -1",
                        shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.stdout.strip() == "1000 articles"
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
@@ -247,7 +247,7 @@ async def test_feeds_list_shows_each_feeds_state(tmp_path, feed_server):
     from tests.e2e_setup import write_config
 
     async def run(*args):  # the feed server runs on this test's event loop: never block it
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "monitor.cli", *args, cwd=ROOT,
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "raqib.cli", *args, cwd=ROOT,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         return proc.returncode, out.decode(), err.decode()

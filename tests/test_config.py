@@ -64,7 +64,7 @@ def test_bad_files_name_file_line_key_and_problem(cfg, file, text, expect):
 
 def test_cli_exits_2_without_traceback(cfg):
     (cfg / "feeds.yaml").write_text("feeds:\n  - id: Bad Id\n    url: http://a.org/\n", encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "search", "x", "--config", str(cfg)],
+    r = subprocess.run([sys.executable, "-m", "raqib.cli", "search", "x", "--config", str(cfg)],
                        capture_output=True, text=True, cwd=ROOT, env={**os.environ}, timeout=60)
     assert r.returncode == 2
     assert "feeds.yaml" in r.stderr and "feeds[0].id" in r.stderr
@@ -105,6 +105,6 @@ def test_config_errors_speak_the_users_words(tmp_path):
             load_config(cfg, env={})
         assert says in str(e.value) and "(and" not in str(e.value), str(e.value)
         (cfg / name).write_text(saved, encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "once", "--config", str(cfg)],
+    r = subprocess.run([sys.executable, "-m", "raqib.cli", "once", "--config", str(cfg)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "at least one feed is needed" in r.stderr

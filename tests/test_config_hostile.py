@@ -312,7 +312,7 @@ def test_feed_urls_with_credentials_refused_without_echo(cfg, url, problem):
 
 def test_cli_unknown_channel_type_exits_2_with_file_and_line(cfg):
     (cfg / "alerts.yaml").write_text("channels:\n  c: {type: carrier-pigeon}\n", encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "subscriptions", "list", "--config", str(cfg)],
+    r = subprocess.run([sys.executable, "-m", "raqib.cli", "subscriptions", "list", "--config", str(cfg)],
                        capture_output=True, text=True, cwd=ROOT, env={**os.environ}, timeout=60)
     assert r.returncode == 2
     assert "alerts.yaml:2: channels.c.type: unknown channel type" in r.stderr
@@ -320,7 +320,7 @@ def test_cli_unknown_channel_type_exits_2_with_file_and_line(cfg):
 
 
 def test_cli_bad_env_override_exits_2_naming_variable(cfg):
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "subscriptions", "list", "--config", str(cfg)],
+    r = subprocess.run([sys.executable, "-m", "raqib.cli", "subscriptions", "list", "--config", str(cfg)],
                        capture_output=True, text=True, cwd=ROOT, timeout=60,
                        env={**os.environ, "RAQIB_FETCH__TOTAL_TIMEOUT": "{x: [1, 2]}"})
     assert r.returncode == 2

@@ -17,7 +17,7 @@ from tests.e2e_setup import ROOT, write_config
 
 async def _raqib(*args: str, env: dict) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", *args, cwd=ROOT, env=env,
+        sys.executable, "-m", "raqib.cli", *args, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, (out + err).decode()
@@ -32,7 +32,7 @@ async def test_second_run_and_once_refuse_and_each_alert_goes_out_once(tmp_path,
                        subscriptions=[{"id": "s", "query": "الناتو", "channels": ["hook"], "backfill": True}])
     env = {**os.environ, "RAQIB_TEST_HOOK_SECRET": "x"}
     log = open(tmp_path / "run.log", "wb")
-    first = await asyncio.create_subprocess_exec(sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg),
+    first = await asyncio.create_subprocess_exec(sys.executable, "-m", "raqib.cli", "run", "--config", str(cfg),
                                                  cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         for _ in range(600):
@@ -87,7 +87,7 @@ async def test_shutdown_cancels_a_poll_that_outlives_the_grace_period(tmp_path, 
                                  "fetch": {"total_timeout": 20, "read_timeout": 10}})
     log_path = tmp_path / "run.log"
     with open(log_path, "wb") as log:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg),
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "raqib.cli", "run", "--config", str(cfg),
                                                     cwd=ROOT, stdout=log, stderr=log)
     for _ in range(600):
         if feed_server.hits.get("/slow.xml"):

@@ -11,7 +11,7 @@ from alerts.channels import verify_signature
 from indexers.tantivy_index import TantivyIndex
 from monitor.arabic import forms, query_key, tokens
 from monitor.config import load_config
-from monitor.service import run_once
+from raqib.service import run_once
 from tests.corpus import ant_item, rss, rss_item, seed_text, topical_docs
 from tests.e2e_setup import write_config
 

@@ -579,7 +579,7 @@ def test_sqlite_install_needs_no_cluster_client(tmp_path):
     code = (
         "import sys\n"
         "for m in ('elasticsearch', 'elastic_transport', 'opensearchpy'): sys.modules[m] = None\n"
-        "from monitor.cli import main\n"
+        "from raqib.cli import main\n"
         f"rc = main(['index', 'status', '--json', '--config', {str(cfg)!r}])\n"
         "from indexers.engine import make_client\n"
         "from monitor.errors import ConfigError\n"

@@ -16,8 +16,8 @@ import pytest
 
 from indexers.factory import make_index
 from monitor.config import load_config
-from monitor.pipeline import Pipeline
-from monitor.service import make_deliverer, run_once, start
+from raqib.pipeline import Pipeline
+from raqib.service import make_deliverer, run_once, start
 from monitor.store import Store
 from tests.corpus import rss, rss_item, seed_text
 from tests.e2e_setup import ROOT, write_config
@@ -80,7 +80,7 @@ async def test_outage_queues_then_recovers(tmp_path, feed_server, webhook_receiv
     # operations: status shows cluster health, the server and what it can do; reindex
     # rebuilds from the store
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "monitor.cli", "index", *args, "--config",
+        return subprocess.run([sys.executable, "-m", "raqib.cli", "index", *args, "--config",
                                str(up.config_dir)], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
     st = json.loads(cli("status", "--json").stdout)

@@ -97,7 +97,7 @@ async def test_mutated_feeds_through_fetch_and_parse_workers(tmp_path, feed_serv
     import random
 
     from monitor.config import load_config
-    from monitor.pipeline import Pipeline
+    from raqib.pipeline import Pipeline
     from tests.e2e_setup import write_config
 
     rnd = random.Random(int(os.environ.get("RAQIB_FUZZ_SEED", "7")))

@@ -16,7 +16,7 @@ import pytest
 from indexers.engine import BulkIndexError
 from indexers.tantivy_index import TantivyIndex
 from monitor.errors import IndexError_
-from monitor.pipeline import MAX_INDEX_ATTEMPTS, drain_index
+from raqib.pipeline import MAX_INDEX_ATTEMPTS, drain_index
 from monitor.store import Store
 from tests.e2e_setup import ROOT, write_config
 from tests.helpers import make_article
@@ -94,7 +94,7 @@ def test_index_status_and_reindex_from_the_command_line(tmp_path):
     store.close()
 
     def raqib(*args):
-        return subprocess.run([sys.executable, "-m", "monitor.cli", *args, "--config", str(cfg)],
+        return subprocess.run([sys.executable, "-m", "raqib.cli", *args, "--config", str(cfg)],
                               capture_output=True, text=True, cwd=ROOT, timeout=60)
 
     st = json.loads(raqib("index", "status", "--json").stdout)

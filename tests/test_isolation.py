@@ -18,7 +18,7 @@ import indexers
 import monitor
 from monitor.config import FeedConfig, load_config
 from monitor.errors import ParseError, RaqibError
-from monitor.pipeline import ParseWorkers
+from raqib.pipeline import ParseWorkers
 from monitor.store import Store
 from tests.corpus import rss, rss_item
 from tests.e2e_setup import ROOT, write_config
@@ -141,7 +141,7 @@ async def test_deadline_and_memory_cap_are_the_feeds_own_errors(tmp_path):
 async def test_a_parse_deaf_to_its_deadline_is_stopped_by_killing_its_worker(tmp_path, monkeypatch):
     """Workers started without their own alarm stand for a parse stuck in C code: the parent's
     deadline kills the pool and the feed fails alone; the pool serves the others afterwards."""
-    import monitor.pipeline as pipeline
+    import raqib.pipeline as pipeline
 
     class DeafWorkers(ParseWorkers):
         def _new_pool(self, n):
@@ -187,7 +187,7 @@ BAD = {  # id: (route setup, what its error says)
 
 async def _raqib(*args: str, timeout: float = 120) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", *args, cwd=ROOT,
+        sys.executable, "-m", "raqib.cli", *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode, out.decode(), err.decode()

@@ -18,7 +18,7 @@ from monitor.config import load_config
 from monitor.errors import ConfigError, FetchError
 from monitor.fetcher import Fetcher, FetchSettings
 from monitor.netpolicy import AddressPolicy, parse_networks
-from monitor.pipeline import fetch_settings
+from raqib.pipeline import fetch_settings
 from tests.e2e_setup import ROOT, write_config
 from tests.feedserver import FeedServer
 

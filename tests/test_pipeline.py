@@ -11,7 +11,7 @@ from indexers.tantivy_index import TantivyIndex
 from monitor import intervals
 from monitor.config import ScheduleConfig, load_config
 from monitor.dedup import decide
-from monitor.service import run_once
+from raqib.service import run_once
 from monitor.store import Store
 from tests.corpus import rss, rss_item
 from tests.e2e_setup import ROOT, write_config
@@ -87,7 +87,7 @@ async def test_subscription_add_previews_matches_before_saving(tmp_path, feed_se
     await run_once(load_config(cfg_dir))
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "monitor.cli", "subscriptions", *args, "--config", str(cfg_dir)],
+        return subprocess.run([sys.executable, "-m", "raqib.cli", "subscriptions", *args, "--config", str(cfg_dir)],
                               capture_output=True, text=True, cwd=ROOT, timeout=60)
 
     r = cli("add", "watch", "الناتو OR كورسك", "--channel", "log", "--dry-run")

@@ -75,7 +75,7 @@ def _log_everything() -> None:
     logging.getLogger("aiohttp.client").debug("GET https://bob:hunter2@example.org/rss")
     logging.getLogger("apprise").info(
         "Sending to https://api.telegram.org/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/x")
-    logging.getLogger("monitor.pipeline").error(
+    logging.getLogger("raqib.pipeline").error(
         "feed failed", extra={"url": "https://x.org/rss?token=S3CRETtoken",
                               "error": "redirect to discord://123456789012/discordtokenABC-def_123"})
     try:

@@ -54,7 +54,7 @@ async def _start(cfg: Path) -> asyncio.subprocess.Process:
     log = open(cfg.parent / "service.log", "ab")  # a file, not a pipe nobody drains
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg), cwd=ROOT,
+            sys.executable, "-m", "raqib.cli", "run", "--config", str(cfg), cwd=ROOT,
             stdout=log, stderr=log, env={**os.environ, "RAQIB_TEST_HOOK_SECRET": "s3cret"})
         _STARTED.append(proc)
         return proc

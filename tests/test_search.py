@@ -338,7 +338,7 @@ def test_reindex_from_the_command_line_clears_the_index_first(tmp_path):
     store.close()
     with sqlite3.connect(db) as c:
         c.execute("DELETE FROM articles WHERE id = ?", (arts[0].id,))
-    r = subprocess.run([sys.executable, "-m", "monitor.cli", "index", "reindex", "--config", str(cfg)],
+    r = subprocess.run([sys.executable, "-m", "raqib.cli", "index", "reindex", "--config", str(cfg)],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0 and "reindexed 2 articles" in r.stdout, r.stderr
     index = TantivyIndex(db)

@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 
 from monitor.errors import ConfigError, IndexError_, QueryError, RaqibError
+from monitor.hits import hit_json
+from raqib import __version__
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -67,7 +69,7 @@ def _bounded(lo: int, hi: int):
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
                                  "for tracked topics; search them; get alerts.", epilog=EPILOG)
-    ap.add_argument("--version", action="version", version=f"raqib {_version()}")
+    ap.add_argument("--version", action="version", version=f"raqib {__version__}")
     _common(ap, top=True)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -130,15 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = fsub.add_parser("check", help="fetch and parse each feed once; print a status table")
     _common(p)
     return ap
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("raqib")
-    except PackageNotFoundError:  # running from a checkout without installing
-        return "unknown"
 
 
 def _config(args):
@@ -209,7 +202,7 @@ def _need_feeds(config) -> None:
 
 
 def cmd_run(args, config) -> int:
-    from monitor.service import Service
+    from raqib.service import Service
 
     _need_feeds(config)
 
@@ -218,7 +211,7 @@ def cmd_run(args, config) -> int:
 
 
 def cmd_once(args, config) -> int:
-    from monitor.service import run_once
+    from raqib.service import run_once
 
     _need_feeds(config)
 
@@ -282,11 +275,7 @@ def cmd_search(args, config) -> int:
     if args.json:
         print(json.dumps({
             "total": page.total, "next_cursor": page.next_cursor,
-            "hits": [{"id": h.article.id, "score": round(h.score, 4), "title": h.article.title,
-                      "title_highlighted": h.highlights.get("title", h.article.title),
-                      "source": h.article.source, "link": h.article.link,
-                      "published": h.article.published.isoformat(), "language": h.article.language,
-                      "topics": list(h.article.topics), "snippet": h.snippet} for h in page.hits]},
+            "hits": [hit_json(h) for h in page.hits]},
             ensure_ascii=False, indent=2))
         return 0
     print(f"{page.total} articles")
@@ -309,7 +298,7 @@ def cmd_trends(args, config) -> int:
         finally:
             await index.close()
 
-    from monitor.trends import asked_topics, series
+    from raqib.trends import asked_topics, series
 
     times, counts = series(asyncio.run(go()), args.interval, asked_topics(args.query))
     fmt = "%Y-%m-%d %H:00" if args.interval == "hour" else "%Y-%m-%d"
@@ -467,7 +456,7 @@ async def _preview(config, query):
 
 def cmd_index(args, config) -> int:
     from alerts import outbox
-    from monitor.pipeline import drain_index
+    from raqib.pipeline import drain_index
     from monitor.store import Store
 
     store = Store(config.data_dir / "raqib.db")
@@ -603,7 +592,7 @@ def cmd_feeds(args, config) -> int:
 
 def _feeds_check(args, config) -> int:
     from monitor.fetcher import Fetcher
-    from monitor.pipeline import ParseWorkers, fetch_settings
+    from raqib.pipeline import ParseWorkers, fetch_settings
 
     async def check(feed, fetcher, workers):
         started = asyncio.get_running_loop().time()

@@ -21,7 +21,7 @@ from alerts.delivery import Deliverer, DeliveryReport, make_channels
 from alerts.subscriptions import sync_from_config
 from monitor.config import Config, FeedConfig
 from monitor.lock import DataDirLock
-from monitor.pipeline import DrainReport, FeedReport, Pipeline
+from raqib.pipeline import DrainReport, FeedReport, Pipeline
 
 log = logging.getLogger("raqib.service")
 

@@ -1,0 +1,18 @@
+"""Builds the FastAPI app from a WebContext: API routers, pages, errors as problem JSON."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from raqib import __version__
+from raqib.web import api, api_sources, pages
+from raqib.web.context import WebContext
+
+
+def create_app(ctx: WebContext) -> FastAPI:
+    app = FastAPI(title="Raqib", version=__version__, openapi_url="/openapi.json", docs_url="/docs")
+    app.state.ctx = ctx
+    app.include_router(api.router)
+    app.include_router(api_sources.router)
+    app.include_router(pages.router)
+    return app
