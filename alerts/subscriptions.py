@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,7 +48,7 @@ class Subscription:
 
 def _row(s: Subscription) -> tuple:
     return (s.id, s.name, s.query, json.dumps(list(s.channels)), s.throttle_max, s.throttle_per,
-            s.digest_minutes, s.origin, int(s.backfill), s.created or time.time())
+            s.digest_minutes, s.origin, int(s.backfill), s.created)  # 0: stamped by the store
 
 
 def save(store: Store, sub: Subscription) -> None:

@@ -242,8 +242,10 @@ class Store:
 
         `backfill` marks new articles as a feed's back catalogue (found on its first successful
         fetch): stored, indexed and searchable, but they alert only where a subscription asks."""
-        stored = time.time()
         with self._tx():
+            # Stamped inside the write lock, as subscriptions are: transactions are serialized,
+            # so a subscription saved while this ingest waited counts as older than its articles.
+            stored = time.time()
             for a in new:
                 cur = self.conn.execute(
                     f"INSERT INTO articles ({ARTICLE_COLUMNS}, link_key, content_hash, stored, backfill) "
@@ -357,8 +359,13 @@ class Store:
                             "origin, backfill, created_ts")
 
     def save_subscription(self, row: Sequence) -> None:
-        """Insert or update one subscription; its creation time is kept on update."""
+        """Insert or update one subscription; its creation time is kept on update.
+
+        A new row without a creation time (last column 0) is stamped inside the write lock, so
+        against articles stored concurrently the order of stamps is the order of commits."""
         with self._tx():
+            if not row[-1]:
+                row = (*row[:-1], time.time())
             self.conn.execute(
                 f"INSERT INTO subscriptions ({self.SUBSCRIPTION_COLUMNS}, created) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
