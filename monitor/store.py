@@ -452,11 +452,18 @@ class Store:
                 (owner, now + lease, subscription_id, channel, owner, now)).fetchall()
 
     def renew_lease(self, ids: Sequence[int], owner: str, until: float) -> bool:
-        """Extend the lease right before a send; False when any row is no longer ours."""
+        """Extend the lease right before a send; False when any row is no longer ours.
+
+        All or nothing: when part of a message's rows were lost, the message is not sent, so
+        the rows still ours are let go at once instead of idling out a fresh lease."""
         with self._tx():
             n = sum(self.conn.execute(
                 "UPDATE outbox SET lease_expires = ? WHERE id = ? AND lease_owner = ? AND status = 'pending'",
                 (until, i, owner)).rowcount for i in ids)
+            if n != len(ids):
+                self.conn.executemany(
+                    "UPDATE outbox SET lease_owner = NULL, lease_expires = 0 WHERE id = ? AND lease_owner = ?",
+                    [(i, owner) for i in ids])
         return n == len(ids)
 
     def outbox_sent(self, ids: Sequence[int], owner: str, now: float, message_id: str) -> None:

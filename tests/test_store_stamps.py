@@ -53,3 +53,22 @@ def test_subscription_created_stamp_is_taken_inside_the_write_lock(tmp_path):
     (again,) = subs.load_all(store)
     assert again.created == s.created and again.name == "renamed"
     store.close()
+
+
+def test_a_partly_lost_lease_lets_go_of_the_rest_at_once(tmp_path):
+    """A digest whose rows were partly taken over is not sent; the rows still leased to us go
+    back to the pool now rather than after a renewed lease idles out."""
+    store = Store(tmp_path / "raqib.db")
+    now = time.time()
+    rows = [(f"d{i}", "s1", f"a{i}", "log", "{}") for i in range(3)]
+    assert store.enqueue_alerts(rows, [], now) == 3
+    mine = [r[0] for r in store.claim_outbox("me", now, 60.0)]
+    assert len(mine) == 3
+    # another process took one row over after our lease lapsed
+    stolen = store.claim_outbox("other", now + 61, 60.0, limit=1)
+    assert len(stolen) == 1
+    assert store.renew_lease(mine, "me", now + 200) is False
+    # the two rows that were still ours are free for anyone now, not held until now + 200
+    free = [r[0] for r in store.claim_outbox("third", now + 62, 60.0)]
+    assert sorted(free) == sorted(set(mine) - {stolen[0][0]})
+    store.close()
