@@ -267,6 +267,13 @@ class AppriseChannel:
         if not self._apprise.add(url) or len(self._apprise) != 1:
             raise ChannelError(f"channel {name!r}: Apprise does not understand the url "
                                f"{_safe_url(url, self._redact)!r}")
+        plugin = self._apprise[0]
+        if getattr(plugin, "protocol", None) == "mailto":
+            # Apprise spaces consecutive sends of one plugin 5.5 s apart unless the service sets its
+            # own rate; SMTP has no such limit, and a burst of alerts would reach the desk a minute
+            # late. Raqib's own throttle/digest rules decide how often a desk is mailed. Chat
+            # services keep the rates Apprise tuned for their APIs.
+            plugin.request_rate_per_sec = 0
         # Apprise's privacy URL masks passwords/tokens; its query is mostly defaults: drop it
         self._shown = self._redact(self._apprise[0].url(privacy=True).split("?", 1)[0])
 

@@ -172,6 +172,19 @@ async def test_email_single_item_arrives_with_arabic_intact(smtp):
     assert SMTP_PASSWORD not in repr(ch) and SMTP_PASSWORD not in str(ch)
 
 
+async def test_email_sends_are_not_spaced_by_apprise_default_rate(smtp):
+    """Apprise's base plugin waits 5.5 s between two sends of one channel; for SMTP that only
+    delays a burst of alerts, so Raqib turns it off for mail and leaves chat services' rates."""
+    ch = mail_channel(smtp.port)
+    assert ch._apprise[0].request_rate_per_sec == 0
+    for i in range(2):
+        await ch.send([item(i)])
+    assert len(smtp.envelopes) == 2
+    slack = build_channel("s", {"type": "apprise", "url": "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"},
+                          env={})
+    assert slack._apprise[0].request_rate_per_sec == type(slack._apprise[0]).request_rate_per_sec > 0
+
+
 async def test_email_text_format_body_keeps_isolates(smtp):
     ch = mail_channel(smtp.port, fmt="text")
     await ch.send([item()])
