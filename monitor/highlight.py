@@ -191,7 +191,10 @@ def _snippet(text: str, fld: str, marks: tuple[Mark, ...], spans: list[tuple[int
     if anchor is not None:
         start, end = _sentence(text, anchor.start, anchor.end, width)
     elif spans:
-        ws = max(0, _best_window(spans, width) - width // 3)
+        at = _best_window(spans, width)
+        ws = max(0, at - width // 3)
+        # begin at the start of the match's sentence when it is in reach
+        ws = max((m.end() for m in _SENTENCE_END.finditer(text, ws, at)), default=ws)
         start, end = _snap(text, ws, min(len(text), ws + width))
     else:
         start, end = _snap(text, 0, min(len(text), width))

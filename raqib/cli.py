@@ -229,6 +229,8 @@ def _main(args) -> int:
     except RaqibError as e:
         print(f"raqib: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader left: main() ends quietly, this is no file error
+        raise
     except OSError as e:  # a file or directory the user named cannot be used: their words
         where = f": {e.filename}" if e.filename else ""
         print(f"raqib: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
@@ -266,7 +268,8 @@ def cmd_once(args, config) -> int:
                 run_once(config, lambda r: progress.advance(task), force=args.force))
     else:
         reports, drained, delivered = asyncio.run(run_once(config, force=args.force))
-    by = {}
+    # every key always present (a status no feed had counts 0): scripts read the same shape each run
+    by = dict.fromkeys(FEED_STATUSES, 0)
     for r in reports:
         by[r.status] = by.get(r.status, 0) + 1
     # A feed still backing off from an earlier failure was not polled: not a new failure.
@@ -278,6 +281,9 @@ def cmd_once(args, config) -> int:
                "alert_failures": delivered.failures, "failed": failed}
     print(json.dumps(summary, ensure_ascii=False))
     return 1 if failed else 0
+
+
+FEED_STATUSES = ("ok", "not-modified", "error", "retry-later", "backing-off")
 
 
 def _open_index(config):
@@ -351,9 +357,8 @@ def cmd_trends(args, config) -> int:
         print(json.dumps({"interval": args.interval, "buckets": [t.isoformat() for t in times],
                           "topics": counts}))
     else:
-        print("\t".join([args.interval, *counts]))
-        for i, t in enumerate(times):
-            print("\t".join([f"{t:{fmt}}", *(str(c[i]) for c in counts.values())]))
+        _table(args, [args.interval, *counts],
+               [[f"{t:{fmt}}", *(str(c[i]) for c in counts.values())] for i, t in enumerate(times)])
     return 0
 
 
@@ -409,13 +414,15 @@ def cmd_subscriptions(args, config) -> int:
     try:
         managed = {c.id for c in config.alerts.subscriptions}  # alerts.yaml is the truth for its own
         if args.action == "list":
-            rows = subs.load_all(store)
+            rows = [_subscription_row(s) for s in subs.load_all(store)]
             if args.json:
-                print(json.dumps([s.__dict__ for s in rows], ensure_ascii=False, default=list))
-            for s in [] if args.json else rows:
-                extra = (f" throttle={s.throttle_max}/{int(s.throttle_per or 3600)}s" if s.throttle_max else "") + (
-                    f" digest={s.digest_minutes:g}min" if s.digest_minutes else "")
-                print(_display(args, f"{s.id}\t{s.query}\t→ {', '.join(s.channels)}{extra}\t({s.origin})"))
+                print(json.dumps(rows, ensure_ascii=False))
+                return 0
+            _table(args, ["id", "query", "channels", "throttle", "digest", "from"],
+                   [[r["id"], r["query"], ", ".join(r["channels"]),
+                     f"{r['throttle_max']}/{r['throttle_per'] or 3600:g}s" if r["throttle_max"] else "-",
+                     f"{r['digest_minutes']:g} min" if r["digest_minutes"] else "-",
+                     "alerts.yaml" if r["origin"] == "file" else "cli"] for r in rows])
             return 0
         existing = {s.id: s for s in subs.load_all(store)}
         mine = existing.get(args.id)
@@ -471,6 +478,31 @@ def cmd_subscriptions(args, config) -> int:
         return 0
     finally:
         store.close()
+
+
+def _subscription_row(s) -> dict:
+    """A subscription for `subscriptions list --json`: these keys, always (README)."""
+    return {"id": s.id, "name": s.name, "query": s.query, "channels": list(s.channels),
+            "throttle_max": s.throttle_max, "throttle_per": s.throttle_per if s.throttle_max else None,
+            "digest_minutes": s.digest_minutes, "origin": s.origin, "backfill": s.backfill,
+            "created": s.created}
+
+
+def _table(args, header: list[str], rows: list[list[str]]) -> None:
+    """A table for people: rich's box on a terminal; tab-separated lines in a pipe, so
+    `cut`/`awk` work and nothing is cut to the width of a terminal that is not there."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*header)
+        for r in rows:
+            t.add_row(*r)
+        Console(highlight=False).print(t)
+        return
+    print("\t".join(header))
+    for r in rows:
+        print(_display(args, "\t".join(c.replace("\t", " ").replace("\n", " ") for c in r)))
 
 
 def _checked_schedule(args) -> tuple[int | None, float | None]:
@@ -625,14 +657,10 @@ def cmd_feeds(args, config) -> int:
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
             return failing
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table("feed", "last poll", "errors", "next due", "last error")
-        for r in rows:
-            t.add_row(r["id"] + ("" if r["enabled"] else " (disabled)"), r["last_poll"] or "never",
-                      str(r["errors_in_a_row"]), r["next_due"] or "at start", (r["last_error"] or "")[:80])
-        Console().print(t)
+        _table(args, ["feed", "last poll", "errors", "backing off until", "next due", "last error"],
+               [[r["id"] + ("" if r["enabled"] else " (disabled)"), r["last_poll"] or "never",
+                 str(r["errors_in_a_row"]), r["backing_off_until"] or "-", r["next_due"] or "at start",
+                 (r["last_error"] or "-")[:80]] for r in rows])
         return failing
     return _feeds_check(args, config)
 
@@ -671,13 +699,8 @@ def _feeds_check(args, config) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table("feed", "status", "items", "encoding", "time (s)")
-        for r in rows:
-            t.add_row(r["id"], r["status"], str(r["items"]), r["encoding"], f"{r['seconds']:.2f}")
-        Console().print(t)
+        _table(args, ["feed", "status", "items", "encoding", "time (s)"],
+               [[r["id"], r["status"], str(r["items"]), r["encoding"] or "-", f"{r['seconds']:.2f}"] for r in rows])
     return 1 if any(r["status"].startswith("error") for r in rows) else 0
 
 
