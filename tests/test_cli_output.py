@@ -310,3 +310,41 @@ def test_readme_command_table_matches_help():
     stale = [c for c in documented if c not in leaves]
     assert not missing, f"commands missing from the README table: {missing}"
     assert not stale, f"README table rows for commands that do not exist: {stale}"
+
+
+# ------------------------------------------------------------------ the rest of the issue, as a user meets it
+
+def test_config_errors_name_the_key_the_file_and_the_line(tmp_path):
+    from tests.e2e_setup import write_config
+
+    cfg = write_config(tmp_path, [("a", "http://127.0.0.1:9/a.xml")])
+    (cfg / "feeds.yaml").write_text("feeds:\n  - id: a\n    ulr: http://x.org/f\n", encoding="utf-8")
+    r = raqib("--config", str(cfg), "search", "الناتو")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "feeds.yaml:3: feeds[0].ulr: unknown key 'ulr' — did you mean 'url'?" in r.stderr
+    (cfg / "feeds.yaml").write_text("feeds: []\n", encoding="utf-8")
+    r = raqib("once", "--config", str(cfg))
+    assert r.returncode == 2 and "at least one feed is needed" in r.stderr and "feeds.yaml" in r.stderr
+
+
+def test_run_says_when_each_feed_is_due(tmp_path):
+    import signal
+
+    from tests.e2e_setup import write_config
+
+    cfg = write_config(tmp_path, [("down", "http://127.0.0.1:9/feed.xml")], settings={"log": {"level": "INFO"}})
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([sys.executable, "-m", "raqib.cli", "run", "--config", str(cfg)], cwd=ROOT,
+                             stdout=out, stderr=out)
+        try:
+            for _ in range(1200):
+                if b"service started" in log.read_bytes():
+                    break
+                time.sleep(0.05)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            code = p.wait(60)
+    text = log.read_text(encoding="utf-8")
+    assert code == 0, text
+    assert re.search(r"feed scheduled feed=down next_poll=\d{4}-\d\d-\d\dT", text), text
