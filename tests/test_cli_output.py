@@ -348,3 +348,30 @@ def test_run_says_when_each_feed_is_due(tmp_path):
     text = log.read_text(encoding="utf-8")
     assert code == 0, text
     assert re.search(r"feed scheduled feed=down next_poll=\d{4}-\d\d-\d\dT", text), text
+
+
+def test_cleaning_a_snippet_moves_its_marks_with_the_text():
+    """Property: clean_marked() cleans exactly as clean_field() does, and each mark still covers
+    the cleaned text of what it covered (invisible characters and line breaks dropped or folded)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from alerts.message import clean_field, clean_marked
+
+    alphabet = st.sampled_from(list("اب ت\n\t  \u200b\u200f\u202eX@y") + ["كورسك"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(alphabet, max_size=40).map("".join), st.lists(st.tuples(st.integers(0, 60), st.integers(0, 8))))
+    def check(text, raw):
+        marks, last = [], 0
+        for s, n in sorted(raw):  # disjoint, in order, inside the text
+            s = max(s, last)
+            if s + n <= len(text) and n:
+                marks.append((s, s + n, None))
+                last = s + n
+        out, moved = clean_marked(text, marks)
+        assert out == clean_field(text)
+        wanted = [clean_field(text[s:e]) for s, e, _ in marks]
+        assert [out[s:e] for s, e, _ in moved] == [w for w in wanted if w]
+
+    check()
