@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from monitor.arabic import MARKS_RE, WORD_RE, forms
 from monitor.models import Article, Mark, SearchHit, Snippet
@@ -68,41 +69,51 @@ def keys_wanted(keys: Collection[str]) -> Wanted:
 
 # ---------------------------------------------------------------- finding spans
 
-def _words(text: str) -> list[tuple[tuple[str, ...], int, int]]:
-    """(forms, start, end) of each word of `text`, offsets into the original (trailing marks
-    included). The text is normalized once, with the tagger's offset map."""
-    from monitor.tagger import _normalize_with_map
-
-    norm, to_orig = _normalize_with_map(text)
-    out = []
-    n = len(text)
-    for m in WORD_RE.finditer(norm):
-        s, e = to_orig(m.start()), to_orig(m.end() - 1) + 1
-        while e < n and MARKS_RE.match(text, e):
-            e += 1
-        out.append((forms(m.group()), s, e))
-    return out
-
-
 def _query_spans(text: str, w: Wanted, fld: str) -> list[tuple[int, int, str]]:
-    """(start, end, item) of every query word and phrase found in one field; item names what
-    matched (a key, or a phrase) so a window can count distinct ones."""
+    """(start, end, item) of every query word and phrase found in one field, offsets into the
+    original text (trailing marks included); item names what matched (a key, or a phrase) so
+    a window can count distinct ones. The text is normalized once, with the tagger's offset map."""
     keys = w.terms.get("any", frozenset()) | w.terms.get(fld, frozenset())
     phrases = [k for k, f in w.phrases if f in ("any", fld)]
     if not (keys or phrases) or not text:
         return []
-    words = _words(text)
+    from monitor.tagger import _normalize_with_map
+
+    norm, to_orig = _normalize_with_map(text)
+    n = len(text)
+
+    def orig(a: int, b: int) -> tuple[int, int]:
+        s, e = to_orig(a), to_orig(b - 1) + 1
+        while e < n and MARKS_RE.match(text, e):
+            e += 1
+        return s, e
+
     out = []
-    for i, (fs, s, e) in enumerate(words):
-        for f in fs:
-            if f in keys:
-                out.append((s, e, f))
-                break
+    for m in _suffix_pattern(frozenset(k for k in (*keys, *(p[0] for p in phrases)) if k)).finditer(norm):
+        a, b = m.start(), m.end()
+        while a > 0 and norm[a - 1].isalnum():  # back to the token's start ([^\W_] is isalnum)
+            a -= 1
+        fs = forms(norm[a:b])
+        hit = next((f for f in fs if f in keys), None)
+        if hit is not None:
+            out.append((*orig(a, b), hit))
         for p in phrases:
-            k = len(p)
-            if i + k <= len(words) and all(p[j] in words[i + j][0] for j in range(k)):
-                out.append((s, words[i + k - 1][2], " ".join(p)))
+            if p[0] not in fs:
+                continue
+            nxt = WORD_RE.finditer(norm, b)
+            rest = [t for _, t in zip(range(len(p) - 1), nxt, strict=False)]
+            if len(rest) == len(p) - 1 and all(k in forms(t.group()) for k, t in zip(p[1:], rest, strict=True)):
+                out.append((orig(a, b)[0], orig(rest[-1].start(), rest[-1].end())[1], " ".join(p)))
     return out
+
+
+@lru_cache(maxsize=256)
+def _suffix_pattern(keys: frozenset[str]) -> re.Pattern[str]:
+    """Finds the tokens of a normalized text that end in one of `keys` (a key's forms are
+    suffixes of its token, as forms() only strips proclitics), so forms() runs only on the
+    few tokens that might match: a long article costs one regex pass, not one call a word."""
+    alts = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
+    return re.compile(f"(?:{alts})(?![^\\W_])")
 
 
 def _mentions(article: Article, topics: Collection[str]) -> tuple[list[Mark], list[Mark]]:

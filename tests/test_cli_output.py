@@ -375,3 +375,29 @@ def test_cleaning_a_snippet_moves_its_marks_with_the_text():
         assert [out[s:e] for s, e, _ in moved] == [w for w in wanted if w]
 
     check()
+
+
+def test_highlighting_finds_every_word_the_query_matches():
+    """Property: the suffix screen in monitor.highlight finds exactly the words a full
+    tokenization (every word's forms) finds, diacritics, clitics and phrases included."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from monitor.arabic import WORD_RE, forms, query_key
+    from monitor.highlight import _query_spans, keys_wanted
+    from monitor.tagger import _normalize_with_map
+
+    words = ["الناتو", "للناتو", "والنَّاتُو", "ناتو", "سيناتور", "كورسك", "بكورسك", "مذكرة", "لمذكرة",
+             "بودابست", "NATO", "nato_x", "قمة"]
+    keys = {query_key(w) for w in ("الناتو", "كورسك", "nato")}
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(words), st.sampled_from([" ", "، ", "\n", "«", "» ", "-"])),
+                    max_size=25))
+    def check(parts):
+        text = "".join(w + sep for w, sep in parts)
+        norm, to_orig = _normalize_with_map(text)
+        full = [to_orig(m.start()) for m in WORD_RE.finditer(norm) if keys & set(forms(m.group()))]
+        assert [s for s, _, _ in _query_spans(text, keys_wanted(keys), "body")] == full
+
+    check()
