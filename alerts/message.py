@@ -107,6 +107,7 @@ class AlertItem:
     # (start, end, topic) into `snippet`: the query's words/phrases (topic None) and the asked
     # topics' mentions, as monitor.highlight found them
     snippet_marks: tuple[tuple[int, int, str | None], ...] = ()
+    snippet_field: str = "body"  # "title" for an article without a body
 
     def __post_init__(self) -> None:  # read back from JSON, the marks are lists
         object.__setattr__(self, "snippet_marks", tuple(
@@ -182,7 +183,7 @@ def _marked(item: AlertItem, plain, mark) -> str:
 
 def _snippet_dict(item: AlertItem) -> dict:
     text, marks = clean_marked(item.snippet, item.snippet_marks)
-    return {"text": text, "marks": [{"start": s, "end": e, "field": "body", "topic": t}
+    return {"text": text, "marks": [{"start": s, "end": e, "field": item.snippet_field, "topic": t}
                                     for s, e, t in marks]}
 
 

@@ -508,7 +508,8 @@ class Pipeline:
                         subscription_name=sub.name, query=sub.query, article_id=a.id, title=a.title,
                         source=a.source, link=a.link, topics=a.topics, snippet=snip.text,
                         published=a.published, language=a.language,
-                        snippet_marks=tuple((m.start, m.end, m.topic) for m in snip.marks))))
+                        snippet_marks=tuple((m.start, m.end, m.topic) for m in snip.marks),
+                        snippet_field=snip.field)))
         return items
 
 
