@@ -150,7 +150,8 @@ def _merged(marks: Iterable[Mark]) -> tuple[Mark, ...]:
 
 def _snap(text: str, start: int, end: int) -> tuple[int, int]:
     """Move a window's ends out to word boundaries (no word cut in half), within reason."""
-    if start > 0:
+    if start > 0 and not (text[start - 1].isspace() or text[start].isspace()
+                          or _SENTENCE_END.match(text, start - 1)):
         sp = text.rfind(" ", 0, start)
         start = sp + 1 if sp >= 0 and start - sp < 30 else start
     if end < len(text):
@@ -203,7 +204,7 @@ def _snippet(text: str, fld: str, marks: tuple[Mark, ...], spans: list[tuple[int
         start, end = _sentence(text, anchor.start, anchor.end, width)
     elif spans:
         at = _best_window(spans, width)
-        ws = max(0, at - width // 3)
+        ws = max(0, min(at - width // 3, len(text) - width))  # near the end: fill the window backwards
         # begin at the start of the match's sentence when it is in reach
         ws = max((m.end() for m in _SENTENCE_END.finditer(text, ws, at)), default=ws)
         start, end = _snap(text, ws, min(len(text), ws + width))
