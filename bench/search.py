@@ -209,21 +209,22 @@ def run_queries(index: TantivyIndex, queries: dict[str, list[str]], repeat: int,
 
 
 def without_highlighting(index: TantivyIndex, queries: dict[str, list[str]], args) -> dict:
-    """DIAGNOSTIC, not the product's latency: the same runs with the hits' highlight() and
-    snippet() replaced by no-ops, to split query time (parse + tantivy + count + rows)
+    """DIAGNOSTIC, not the product's latency: the same runs with the hits' make_hit()
+    (highlights and snippet) replaced by a no-op, to split query time (parse + tantivy + count + rows)
     from presentation time."""
     import indexers.tantivy_index as mod
 
-    saved = mod.highlight, mod.snippet
-    mod.highlight = lambda text, keys, *a, **k: text
-    mod.snippet = lambda text, keys, *a, **k: text[:240]
+    from monitor.models import SearchHit
+
+    saved = mod.make_hit
+    mod.make_hit = lambda article, score, *a, **k: SearchHit(article, score)
     try:
         lat = run_queries(index, queries, max(1, args.repeat // 2), args.limit)
     finally:
-        mod.highlight, mod.snippet = saved
+        mod.make_hit = saved
     return {"overall": lat["overall"], "by_class": {c: v["p99_ms"] for c, v in lat["by_class"].items()},
             "slowest_queries_median_ms": lat["slowest_queries_median_ms"][:5],
-            "note": "highlight()/snippet() stubbed out; p99_ms per class"}
+            "note": "make_hit() (highlights, snippet) stubbed out; p99_ms per class"}
 
 
 # ---------------------------------------------------------------- clitic recall

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from monitor.errors import ConfigError, IndexError_, QueryError, RaqibError
 from monitor.hits import hit_json
+from monitor.models import Mark
 from raqib import __version__
 
 
@@ -66,6 +67,12 @@ def _bounded(lo: int, hi: int):
     return parse
 
 
+def _highlight_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--highlight", choices=["auto", "color", "brackets", "none"], default="auto",
+                   help="how matches are shown: auto = colour on a terminal, [brackets] in a pipe "
+                        "or with NO_COLOR; none = unmarked (--json gives offsets instead)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
                                  "for tracked topics; search them; get alerts.", epilog=EPILOG)
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_bounded(1, 1000), default=10, help="results per page, 1-1000")
     p.add_argument("--cursor", help="continue from a previous page's next_cursor")
     p.add_argument("--sort", choices=["relevance", "date"], default="relevance")
+    _highlight_option(p)
     p = sub.add_parser("trends", help="article counts per topic per day or hour")
     _common(p)
     p.add_argument("query", nargs="?", default=None)
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also alert on feeds' back catalogue and on articles older than alerts.max_age")
     p.add_argument("--yes", action="store_true", help="save without asking (needed when stdin is not a terminal)")
     p.add_argument("--replace", action="store_true", help="replace an existing subscription with this id")
+    _highlight_option(p)
     p = ssub.add_parser("list", help="list subscriptions")
     _common(p)
     p = ssub.add_parser("remove", help="remove a subscription")
@@ -147,6 +156,38 @@ def _display(args, text: str) -> str:
 
         return "\n".join(get_display(line) for line in text.split("\n"))
     return text
+
+
+class _Marker:
+    """Prints a line with its marks shown for the reader: bold colour on a terminal (query
+    words yellow, topic mentions cyan), [brackets] in a pipe, or nothing. Never « »: Arabic
+    text quotes with those itself."""
+
+    def __init__(self, args) -> None:
+        mode = getattr(args, "highlight", "auto")
+        if mode == "auto":
+            tty = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+            mode = "color" if tty and not args.bidi else "brackets"
+        self.args, self.mode, self.console = args, mode, None
+        if mode == "color":
+            from rich.console import Console
+
+            self.console = Console(highlight=False, soft_wrap=True, force_terminal=True)
+
+    def __call__(self, text: str, marks, shift: int = 0) -> None:
+        from monitor.highlight import render
+
+        moved = [Mark(m.start + shift, m.end + shift, m.field, m.topic) for m in marks]
+        if self.console is not None:
+            from rich.text import Text
+
+            t = Text(text)
+            for m in moved:
+                t.stylize("bold cyan" if m.topic else "bold yellow", m.start, m.end)
+            self.console.print(t)
+            return
+        o, c = ("[", "]") if self.mode == "brackets" else ("", "")
+        print(_display(self.args, render(text, moved, o, c)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +229,8 @@ def _main(args) -> int:
     except RaqibError as e:
         print(f"raqib: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader left: main() ends quietly, this is no file error
+        raise
     except OSError as e:  # a file or directory the user named cannot be used: their words
         where = f": {e.filename}" if e.filename else ""
         print(f"raqib: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
@@ -225,7 +268,8 @@ def cmd_once(args, config) -> int:
                 run_once(config, lambda r: progress.advance(task), force=args.force))
     else:
         reports, drained, delivered = asyncio.run(run_once(config, force=args.force))
-    by = {}
+    # every key always present (a status no feed had counts 0): scripts read the same shape each run
+    by = dict.fromkeys(FEED_STATUSES, 0)
     for r in reports:
         by[r.status] = by.get(r.status, 0) + 1
     # A feed still backing off from an earlier failure was not polled: not a new failure.
@@ -237,6 +281,9 @@ def cmd_once(args, config) -> int:
                "alert_failures": delivered.failures, "failed": failed}
     print(json.dumps(summary, ensure_ascii=False))
     return 1 if failed else 0
+
+
+FEED_STATUSES = ("ok", "not-modified", "error", "retry-later", "backing-off")
 
 
 def _open_index(config):
@@ -278,12 +325,16 @@ def cmd_search(args, config) -> int:
             "hits": [hit_json(h) for h in page.hits]},
             ensure_ascii=False, indent=2))
         return 0
-    print(f"{page.total} articles")
+    print(f"{page.total} article{'' if page.total == 1 else 's'}")
+    show = _Marker(args)
     for h in page.hits:
         a = h.article
         print(_display(args, f"\n{a.published:%Y-%m-%d %H:%M} · {a.source} · {', '.join(a.topics) or '-'}"))
-        print(_display(args, h.highlights.get("title", a.title)))
-        print(_display(args, h.snippet))
+        show(a.title, h.title_marks)
+        s = h.snippet
+        if s.text and not (s.field == "title" and s.text == a.title):
+            show(("…" if s.cut_start else "") + s.text + ("…" if s.cut_end else ""), s.marks,
+                 shift=1 if s.cut_start else 0)
         print(a.link)
     if page.next_cursor:
         print(f"\nmore: --cursor {page.next_cursor}")
@@ -306,9 +357,8 @@ def cmd_trends(args, config) -> int:
         print(json.dumps({"interval": args.interval, "buckets": [t.isoformat() for t in times],
                           "topics": counts}))
     else:
-        print("\t".join([args.interval, *counts]))
-        for i, t in enumerate(times):
-            print("\t".join([f"{t:{fmt}}", *(str(c[i]) for c in counts.values())]))
+        _table(args, [args.interval, *counts],
+               [[f"{t:{fmt}}", *(str(c[i]) for c in counts.values())] for i, t in enumerate(times)])
     return 0
 
 
@@ -364,13 +414,15 @@ def cmd_subscriptions(args, config) -> int:
     try:
         managed = {c.id for c in config.alerts.subscriptions}  # alerts.yaml is the truth for its own
         if args.action == "list":
-            rows = subs.load_all(store)
+            rows = [_subscription_row(s) for s in subs.load_all(store)]
             if args.json:
-                print(json.dumps([s.__dict__ for s in rows], ensure_ascii=False, default=list))
-            for s in [] if args.json else rows:
-                extra = (f" throttle={s.throttle_max}/{int(s.throttle_per or 3600)}s" if s.throttle_max else "") + (
-                    f" digest={s.digest_minutes:g}min" if s.digest_minutes else "")
-                print(_display(args, f"{s.id}\t{s.query}\t→ {', '.join(s.channels)}{extra}\t({s.origin})"))
+                print(json.dumps(rows, ensure_ascii=False))
+                return 0
+            _table(args, ["id", "query", "channels", "throttle", "digest", "from"],
+                   [[r["id"], r["query"], ", ".join(r["channels"]),
+                     f"{r['throttle_max']}/{r['throttle_per'] or 3600:g}s" if r["throttle_max"] else "-",
+                     f"{r['digest_minutes']:g} min" if r["digest_minutes"] else "-",
+                     "alerts.yaml" if r["origin"] == "file" else "cli"] for r in rows])
             return 0
         existing = {s.id: s for s in subs.load_all(store)}
         mine = existing.get(args.id)
@@ -403,8 +455,10 @@ def cmd_subscriptions(args, config) -> int:
                   "alert on as large a share of new ones; narrow it (more words, a phrase, a filter)", file=sys.stderr)
         if page.total:
             print("(a new subscription alerts only on articles stored from now on)")
+        show = _Marker(args)
         for h in page.hits:
-            print(_display(args, f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.highlights.get('title')}"))
+            show(f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.article.title}", h.title_marks,
+                 shift=len(f"  {h.article.published:%Y-%m-%d} {h.article.source}: "))
         if args.dry_run:
             return 0
         if not args.yes:
@@ -424,6 +478,31 @@ def cmd_subscriptions(args, config) -> int:
         return 0
     finally:
         store.close()
+
+
+def _subscription_row(s) -> dict:
+    """A subscription for `subscriptions list --json`: these keys, always (README)."""
+    return {"id": s.id, "name": s.name, "query": s.query, "channels": list(s.channels),
+            "throttle_max": s.throttle_max, "throttle_per": s.throttle_per if s.throttle_max else None,
+            "digest_minutes": s.digest_minutes, "origin": s.origin, "backfill": s.backfill,
+            "created": s.created}
+
+
+def _table(args, header: list[str], rows: list[list[str]]) -> None:
+    """A table for people: rich's box on a terminal; tab-separated lines in a pipe, so
+    `cut`/`awk` work and nothing is cut to the width of a terminal that is not there."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*header)
+        for r in rows:
+            t.add_row(*r)
+        Console(highlight=False).print(t)
+        return
+    print("\t".join(header))
+    for r in rows:
+        print(_display(args, "\t".join(c.replace("\t", " ").replace("\n", " ") for c in r)))
 
 
 def _checked_schedule(args) -> tuple[int | None, float | None]:
@@ -578,14 +657,10 @@ def cmd_feeds(args, config) -> int:
         if args.json:
             print(json.dumps(rows, ensure_ascii=False))
             return failing
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table("feed", "last poll", "errors", "next due", "last error")
-        for r in rows:
-            t.add_row(r["id"] + ("" if r["enabled"] else " (disabled)"), r["last_poll"] or "never",
-                      str(r["errors_in_a_row"]), r["next_due"] or "at start", (r["last_error"] or "")[:80])
-        Console().print(t)
+        _table(args, ["feed", "last poll", "errors", "backing off until", "next due", "last error"],
+               [[r["id"] + ("" if r["enabled"] else " (disabled)"), r["last_poll"] or "never",
+                 str(r["errors_in_a_row"]), r["backing_off_until"] or "-", r["next_due"] or "at start",
+                 (r["last_error"] or "-")[:80]] for r in rows])
         return failing
     return _feeds_check(args, config)
 
@@ -624,13 +699,8 @@ def _feeds_check(args, config) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table("feed", "status", "items", "encoding", "time (s)")
-        for r in rows:
-            t.add_row(r["id"], r["status"], str(r["items"]), r["encoding"], f"{r['seconds']:.2f}")
-        Console().print(t)
+        _table(args, ["feed", "status", "items", "encoding", "time (s)"],
+               [[r["id"], r["status"], str(r["items"]), r["encoding"] or "-", f"{r['seconds']:.2f}"] for r in rows])
     return 1 if any(r["status"].startswith("error") for r in rows) else 0
 
 

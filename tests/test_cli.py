@@ -84,18 +84,27 @@ def test_feeds_check_table(tmp_path):
         await web.TCPSite(runner, "127.0.0.1", port).start()
         cfg = write_config(tmp_path, [("ok", f"http://127.0.0.1:{port}/ok.xml"),
                                       ("gone", f"http://127.0.0.1:{port}/gone.xml")])
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "raqib.cli", "feeds", "check", "--json", "--config", str(cfg),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        runs = []
+        for extra in (["--json"], []):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "raqib.cli", "feeds", "check", *extra, "--config", str(cfg),
+                cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            runs.append((proc.returncode, out.decode(), err.decode()))
         await runner.cleanup()
-        return proc.returncode, out, err
+        return runs
 
-    rc, out, err = asyncio.run(main())
-    assert rc == 1, err  # a feed failed
+    (rc, out, err), (table_rc, table, _) = asyncio.run(main())
+    assert rc == table_rc == 1, err  # a feed failed
     rows = {r["id"]: r for r in json.loads(out)}
+    assert set(rows["ok"]) == {"id", "url", "status", "items", "encoding", "seconds"}
     assert rows["ok"]["items"] == 1 and rows["ok"]["encoding"] == "windows-1256"
     assert rows["gone"]["status"].startswith("error: HTTP 404")
+    # piped: a header and one tab-separated line per feed, nothing cut to a terminal's width
+    lines = [line.split("\t") for line in table.splitlines()]
+    assert lines[0] == ["feed", "status", "items", "encoding", "time (s)"]
+    assert [r[:4] for r in lines[1:]] == [["ok", "HTTP 200", "1", "windows-1256"],
+                                          ["gone", rows["gone"]["status"], "0", "-"]]
 
 
 def test_json_logs():
