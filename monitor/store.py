@@ -95,6 +95,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subscriptions ADD COLUMN created_ts REAL NOT NULL DEFAULT 0;
     CREATE INDEX IF NOT EXISTS articles_dead ON articles(indexed) WHERE indexed = 2;
     """,
+    # API tokens (raqib.web.tokens): only a hash of each token is kept.
+    """
+    CREATE TABLE IF NOT EXISTS api_tokens (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL, last_used REAL, revoked REAL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 INDEX_DEAD = 2  # `indexed` value of an article the index refused MAX_INDEX_ATTEMPTS times
@@ -504,6 +511,36 @@ class Store:
         return self.conn.execute(
             "SELECT delivery_id, subscription_id, article_id, channel, status, attempts, last_error, sent "
             "FROM outbox ORDER BY id").fetchall()
+
+    # ---- API tokens (raqib.web.tokens) ----
+
+    def token_add(self, token_id: str, name: str, scope: str, digest: str, created: float) -> None:
+        with self._tx():
+            self.conn.execute("INSERT INTO api_tokens (id, name, scope, hash, created) VALUES (?,?,?,?,?)",
+                              (token_id, name, scope, digest, created))
+
+    def token_scope(self, digest: str) -> tuple[str, str] | None:
+        """(id, scope) of the live token with this hash, None when unknown or revoked."""
+        row = self.conn.execute("SELECT id, scope FROM api_tokens WHERE hash = ? AND revoked IS NULL",
+                                (digest,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def token_used(self, token_id: str, when: float) -> None:
+        with self._tx():
+            self.conn.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (when, token_id))
+
+    def token_rows(self) -> list[tuple]:
+        """(id, name, scope, created, last used, revoked) of every token, oldest first."""
+        return self.conn.execute("SELECT id, name, scope, created, last_used, revoked FROM api_tokens "
+                                 "ORDER BY created, id").fetchall()
+
+    def token_revoke(self, token_id: str, when: float) -> bool:
+        with self._tx():
+            return self.conn.execute("UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL",
+                                     (when, token_id)).rowcount > 0
+
+    def live_tokens(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM api_tokens WHERE revoked IS NULL").fetchone()[0]
 
     # ---- for the embedded search index (indexers.tantivy_index) -------------------------------
     # The tantivy index keeps article rowids; the rows themselves stay here.
