@@ -15,7 +15,8 @@ bench/search.py's fixed mix (each in relevance and date order), interleaved:
 
 One warm-up pass is not counted; then --repeat passes. Reported: p50/p99 of both and their
 difference (target: the API within 10 ms of the index at p50 and p99), and, for information,
-the API with facets=true (topic, source, language and day counts of every match).
+the API with facets=true (topic, source, language and day counts of every match), and a
+GET /healthz round trip after each: the HTTP floor (client, loopback, uvicorn) at that load.
 """
 
 from __future__ import annotations
@@ -119,12 +120,15 @@ def main() -> None:
                                                                   "facets": "true"})
                         r2.json()
                         t3 = time.perf_counter()
+                        client.get("/healthz").json()
+                        t4 = time.perf_counter()
                         if r.status_code != 200 or body["total"] != page.total:
                             mismatches += 1
                         if rnd:
                             times["index"].append((t1 - t0) * 1000)
                             times["api"].append((t2 - t1) * 1000)
                             times["api_facets"].append((t3 - t2) * 1000)
+                            times["healthz"].append((t4 - t3) * 1000)
         load.append(os.getloadavg()[0])
         client.close()
     finally:
@@ -136,6 +140,7 @@ def main() -> None:
     emit({"benchmark": "api-search", "articles": args.articles, "limit": args.limit, "repeat": args.repeat,
           "queries": sum(len(v) for v in FIXED.values()) * 2, "load_1min": load, "revision": code_revision(),
           "index": out["index"], "api": out["api"], "api_with_facets": out["api_facets"],
+          "healthz_round_trip": out["healthz"],
           "api_minus_index_ms": gap, "target_ms": TARGET_MS,
           "met": all(v <= TARGET_MS for v in gap.values()), "answers_differ": mismatches})
 

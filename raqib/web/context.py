@@ -59,6 +59,7 @@ class WebContext:
         self._db_pool.shutdown(wait=True)
 
 
-def ctx_of(request: Request) -> WebContext:
-    """The dependency handlers use to reach the store, index and pipeline."""
+async def ctx_of(request: Request) -> WebContext:
+    """The dependency handlers use to reach the store, index and pipeline (async: FastAPI
+    would run a plain function in a worker thread, one thread hop per request)."""
     return request.app.state.ctx
