@@ -228,3 +228,16 @@ async def test_raqib_run_serves_the_api_beside_the_poller(tmp_path):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
 
 
+
+
+def test_the_listening_socket_is_tcp_so_responses_are_not_delayed(master):
+    """asyncio sets TCP_NODELAY only on sockets created as IPPROTO_TCP; a socket made with
+    proto 0 left every response waiting ~40 ms for a delayed ACK."""
+    from raqib.web.server import bind
+
+    config = with_web(load_config(master), listen=f"127.0.0.1:{free_port()}")
+    sock = bind(config)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
