@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("remove", help="remove a subscription")
     _common(p)
     p.add_argument("id")
+
     p = sub.add_parser("web", help="serve the web app and API alone over a data dir (read side, no poller)")
     _common(p)
     p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default: web.listen)")
