@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field
 from monitor.hits import hit_json
 from raqib.web import queries
 from raqib.web.auth import require_scope
-from raqib.web.context import WebContext, ctx_of
+from raqib.web.context import WebContext, ctx_dep
 
 router = APIRouter(prefix="/api/v1")
 read = [Depends(require_scope("read"))]
 admin = [Depends(require_scope("admin"))]
-Ctx = Annotated[WebContext, Depends(ctx_of)]
+Ctx = Annotated[WebContext, Depends(ctx_dep)]
 Q = Annotated[str, Query(max_length=4000, description="a query in Raqib's query language (see the README)")]
 STREAM_POLL = 1.0  # seconds between looks at the store for new articles
 STREAM_KEEPALIVE = 15.0

@@ -59,7 +59,12 @@ class WebContext:
         self._db_pool.shutdown(wait=True)
 
 
-async def ctx_of(request: Request) -> WebContext:
-    """The dependency handlers use to reach the store, index and pipeline (async: FastAPI
-    would run a plain function in a worker thread, one thread hop per request)."""
+def ctx_of(request: Request) -> WebContext:
+    """The WebContext of a request (handlers may call it directly)."""
+    return request.app.state.ctx
+
+
+async def ctx_dep(request: Request) -> WebContext:
+    """ctx_of as a dependency: async, since FastAPI runs a plain function dependency in a
+    worker thread (one thread hop per request)."""
     return request.app.state.ctx

@@ -12,11 +12,11 @@ from feedgen.feed import FeedGenerator
 from alerts.subscriptions import load_all
 from raqib.web import queries
 from raqib.web.auth import require_scope
-from raqib.web.context import WebContext, ctx_of
+from raqib.web.context import WebContext, ctx_dep
 from raqib.web.problems import Problem
 
 router = APIRouter(prefix="/feeds", tags=["feeds"], dependencies=[Depends(require_scope("read"))])
-Ctx = Annotated[WebContext, Depends(ctx_of)]
+Ctx = Annotated[WebContext, Depends(ctx_dep)]
 Limit = Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)]
 ATOM = "application/atom+xml; charset=utf-8"
 JSON_FEED = "application/feed+json; charset=utf-8"
