@@ -98,9 +98,11 @@ def test_a_taken_port_is_one_line_and_exit_2(master):
         s.listen(1)
         port = s.getsockname()[1]
         r = run_cli("web", "--listen", f"127.0.0.1:{port}", "--config", str(master))
-    assert r.returncode == 2
-    assert r.stderr.strip() == f"raqib: configuration error: web.listen 127.0.0.1:{port}: cannot listen: " \
-                               "address already in use"
+        run = run_cli("run", "--config", str(master),
+                      env={"RAQIB_WEB__LISTEN": f"127.0.0.1:{port}", "RAQIB_WEB__ENABLED": "true"})
+    line = f"raqib: configuration error: web.listen 127.0.0.1:{port}: cannot listen: address already in use"
+    assert r.returncode == 2 and r.stderr.strip() == line
+    assert run.returncode == 2 and run.stderr.strip() == line  # before the poller started
     r = run_cli("web", "--listen", "nonsense", "--config", str(master))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--listen" in r.stderr
 

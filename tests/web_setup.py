@@ -84,9 +84,10 @@ async def serving(config: Config, pipeline=None):
         await server.stop()
 
 
-def run_cli(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(*args: str, stdin: str | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*RAQIB, *args], input=stdin, capture_output=True, text=True, timeout=timeout,
-                          cwd=Path(__file__).resolve().parent.parent)
+                          cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **(env or {})})
 
 
 async def wait_for(predicate, timeout: float = 30.0, every: float = 0.1):
