@@ -43,8 +43,8 @@ def atom(title: str, self_url: str, feed_id: str, hits: list[dict[str, Any]]) ->
         e.published(h["published"])
         e.updated(h["published"])
         e.author(name=h["source"])
-        if h["snippet"]:
-            e.summary(h["snippet"])
+        if h["snippet"]["text"]:
+            e.summary(h["snippet"]["text"])
         for t in h["topics"]:
             e.category(term=t)
     return fg.atom_str(pretty=True)
@@ -53,7 +53,7 @@ def atom(title: str, self_url: str, feed_id: str, hits: list[dict[str, Any]]) ->
 def json_feed(title: str, self_url: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
     return {"version": "https://jsonfeed.org/version/1.1", "title": title, "feed_url": self_url,
             "items": [{"id": f"urn:raqib:article:{h['id']}", "url": h["link"] or None, "title": h["title"],
-                       "content_text": h["snippet"] or h["title"], "date_published": h["published"],
+                       "content_text": h["snippet"]["text"] or h["title"], "date_published": h["published"],
                        "authors": [{"name": h["source"]}], "tags": h["topics"], "language": h["language"],
                        "_raqib": h} for h in hits]}
 
