@@ -15,7 +15,8 @@ Per item:
 - alert sent: when the webhook delivery containing it arrived at the receiver.
 Reported: p50/p99/max of fetch→stored, stored→alert and publish→alert (the latter includes
 waiting for the next poll, so it is bounded below by the interval), and the peak resident memory
-of the service: its main process and main + parse workers, sampled every 0.5 s.
+of the service: its main process and main + parse workers (RSS, and PSS, which counts the
+pages the forked workers share with it once), sampled every 0.5 s.
 
 --data-dir DIR runs the service on an existing data dir (e.g. the 1M-article one bench/search.py
 builds; the run adds its items to it) and, while the service runs, a `raqib search` per query
@@ -126,16 +127,21 @@ def extra_subscriptions(docs, published, n: int) -> list[dict]:
     return [{"id": f"s{i}", "query": rnd.choice(shapes)(), "channels": ["log"]} for i in range(n)] if words else []
 
 
-def _rss_kb(pid: int) -> int:
-    """Resident set size of a process in KiB (0 when it is gone)."""
+def _mem_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB, (0, 0) when it is gone. PSS splits the pages the
+    forked parse workers share with the service among them, so a sum of PSS over the tree
+    is its real footprint; a sum of RSS counts shared pages once per process."""
+    rss = pss = 0
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
     except (OSError, ValueError):
         pass
-    return 0
+    return rss, pss
 
 
 def _children(pid: int) -> list[int]:
@@ -153,21 +159,24 @@ class RssPeak:
     """Peak RSS of a process alone and with its children (the parse workers), sampled."""
 
     def __init__(self, pid: int):
-        self.pid, self.main_kb, self.total_kb, self.samples = pid, 0, 0, 0
+        self.pid, self.main_kb, self.total_kb, self.total_pss_kb, self.samples = pid, 0, 0, 0, 0
 
     async def run(self) -> None:
         while True:
-            main = _rss_kb(self.pid)
+            main, main_pss = _mem_kb(self.pid)
             if not main:
                 return
+            kids = [_mem_kb(c) for c in _children(self.pid)]
             self.main_kb = max(self.main_kb, main)
-            self.total_kb = max(self.total_kb, main + sum(_rss_kb(c) for c in _children(self.pid)))
+            self.total_kb = max(self.total_kb, main + sum(r for r, _ in kids))
+            self.total_pss_kb = max(self.total_pss_kb, main_pss + sum(p for _, p in kids))
             self.samples += 1
             await asyncio.sleep(0.5)
 
     def result(self) -> dict:
         return {"main_process_mb": round(self.main_kb / 1024), "with_parse_workers_mb":
-                round(self.total_kb / 1024), "samples": self.samples, "every_s": 0.5}
+                round(self.total_kb / 1024), "with_parse_workers_pss_mb": round(self.total_pss_kb / 1024),
+                "samples": self.samples, "every_s": 0.5}
 
 
 async def search_side(cfg: Path, data_dir: Path, queries: list[str]) -> dict:
