@@ -249,7 +249,8 @@ def epoch_us(dt: datetime) -> int:
 def match_doc(article: Article) -> dict:
     """The fields a query looks at (what the percolator is given). The tokens are the
     article's shipped analysis (monitor.analysis): re-tokenizing here cost the bulk path
-    ~0.2 ms per article, about what the client spends on everything else."""
+    ~0.18 ms per article, twice what the client spends on everything else (BENCHMARKS.md,
+    Engine)."""
     a = analysis_of(article)
     return {
         "title_tokens": a.title_tokens,
