@@ -95,12 +95,20 @@ async def bulk_pair(client, flavor: str, arts: list, first: str) -> dict:
     await client.indices.refresh(index=f"{plain},{ix.names.read_alias}")
     counts = [int(getattr(r, "body", r)["count"]) for r in
               [await client.count(index=plain), await client.count(index=ix.names.read_alias)]]
-    await client.indices.delete(index=f"{ix.names.prefix}-*")
+    await _drop(client, ix, plain)
     return {"first": first, "same_mapping": same, "docs_plain_engine": counts,
             "engine_s": round(te.wall, 2), "engine_client_cpu_s": round(te.cpu, 2),
             "plain_s": round(tp.wall, 2), "plain_client_cpu_s": round(tp.cpu, 2),
             "ratio_engine_over_plain_time": round(te.wall / tp.wall, 2),
             "load_1min_after": round(os.getloadavg()[0], 2)}
+
+
+async def _drop(client, ix: EngineIndex, *extra: str) -> None:
+    """Delete a layout by name (Elasticsearch refuses wildcard deletes by default)."""
+    n = ix.names
+    await client.indices.delete(index=",".join([n.first_index, n.percolator, n.deliveries, *extra]),
+                                ignore_unavailable=True)
+    await client.indices.delete_index_template(name=n.template)
 
 
 def _med(runs: list[dict], key: str) -> float:
@@ -165,8 +173,7 @@ async def run(args, url: str) -> dict:
             else:
                 out["percolation"] = "skipped: the node has no percolator" if args.subs else "skipped"
         finally:
-            for name in (f"{ix.names.prefix}-*", ix.names.percolator, ix.names.deliveries):
-                await client.indices.delete(index=name, ignore_unavailable=True)
+            await _drop(client, ix)
     finally:
         await client.close()
     out["load_1min_at_end"] = round(os.getloadavg()[0], 2)
