@@ -15,8 +15,8 @@ Per item:
 - alert sent: when the webhook delivery containing it arrived at the receiver.
 Reported: p50/p99/max of fetch→stored, stored→alert and publish→alert (the latter includes
 waiting for the next poll, so it is bounded below by the interval), and the peak resident memory
-of the service: its main process and main + parse workers (RSS, and PSS, which counts the
-pages the forked workers share with it once), sampled every 0.5 s.
+of the service: its main process and main + parse workers (RSS, and PSS, which counts pages
+shared between them — libraries, the interpreter — once), sampled every 0.5 s.
 
 --data-dir DIR runs the service on an existing data dir (e.g. the 1M-article one bench/search.py
 builds; the run adds its items to it) and, while the service runs, a `raqib search` per query
@@ -128,9 +128,9 @@ def extra_subscriptions(docs, published, n: int) -> list[dict]:
 
 
 def _mem_kb(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of a process in KiB, (0, 0) when it is gone. PSS splits the pages the
-    forked parse workers share with the service among them, so a sum of PSS over the tree
-    is its real footprint; a sum of RSS counts shared pages once per process."""
+    """(RSS, PSS) of a process in KiB, (0, 0) when it is gone. The parse workers are
+    spawned, not forked, so they share little with the service beyond mapped libraries; PSS
+    splits those shared pages among the processes, a sum of RSS counts them in each."""
     rss = pss = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
