@@ -14,7 +14,14 @@ Per item:
 - stored: the store's articles.stored (epoch seconds, written by the service),
 - alert sent: when the webhook delivery containing it arrived at the receiver.
 Reported: p50/p99/max of fetch→stored, stored→alert and publish→alert (the latter includes
-waiting for the next poll, so it is bounded below by the interval).
+waiting for the next poll, so it is bounded below by the interval), and the peak resident memory
+of the service: its main process and main + parse workers (RSS, and PSS, which counts pages
+shared between them — libraries, the interpreter — once), sampled every 0.5 s.
+
+--data-dir DIR runs the service on an existing data dir (e.g. the 1M-article one bench/search.py
+builds; the run adds its items to it) and, while the service runs, a `raqib search` per query
+of --search as a second process (the search side: a reader of the same index), whose peak RSS
+is reported too.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import random
 import shutil
 import signal
@@ -55,6 +63,7 @@ class Feeds:
         self.window = window
         self.first_served: dict[str, float] = {}
         self.published: dict[str, float] = {}
+        self.run = f"{int(time.time() * 1000):x}"
         for i in range(n):
             server.set_handler(f"/f{i}.xml", self._handler(i))
 
@@ -72,7 +81,7 @@ class Feeds:
         return handle
 
     def publish(self, i: int, doc, n: int) -> str:
-        guid = f"https://bench.invalid/item/{n}"
+        guid = f"https://bench.invalid/item/{self.run}/{n}"  # new ids on every run (--data-dir is reused)
         now = time.time()
         pub = format_datetime(datetime.fromtimestamp(now, UTC))
         self.items[i].append((guid, rss_item(doc.title, guid, doc.abstract, pub, guid=guid, content=doc.text)))
@@ -118,6 +127,74 @@ def extra_subscriptions(docs, published, n: int) -> list[dict]:
     return [{"id": f"s{i}", "query": rnd.choice(shapes)(), "channels": ["log"]} for i in range(n)] if words else []
 
 
+def _mem_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB, (0, 0) when it is gone. The parse workers are
+    spawned, not forked, so they share little with the service beyond mapped libraries; PSS
+    splits those shared pages among the processes, a sum of RSS counts them in each."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return rss, pss
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                out += [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+class RssPeak:
+    """Peak RSS of a process alone and with its children (the parse workers), sampled."""
+
+    def __init__(self, pid: int):
+        self.pid, self.main_kb, self.total_kb, self.total_pss_kb, self.samples = pid, 0, 0, 0, 0
+
+    async def run(self) -> None:
+        while True:
+            main, main_pss = _mem_kb(self.pid)
+            if not main:
+                return
+            kids = [_mem_kb(c) for c in _children(self.pid)]
+            self.main_kb = max(self.main_kb, main)
+            self.total_kb = max(self.total_kb, main + sum(r for r, _ in kids))
+            self.total_pss_kb = max(self.total_pss_kb, main_pss + sum(p for _, p in kids))
+            self.samples += 1
+            await asyncio.sleep(0.5)
+
+    def result(self) -> dict:
+        return {"main_process_mb": round(self.main_kb / 1024), "with_parse_workers_mb":
+                round(self.total_kb / 1024), "with_parse_workers_pss_mb": round(self.total_pss_kb / 1024),
+                "samples": self.samples, "every_s": 0.5}
+
+
+async def search_side(cfg: Path, data_dir: Path, queries: list[str]) -> dict:
+    """Each query as its own `raqib search` process (a reader of the service's index): its
+    peak RSS (ru_maxrss from wait4) and wall time."""
+    out = []
+    for q in queries:
+        t = time.monotonic()
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "raqib.cli", "search", "--config",
+                                              str(cfg), "--data-dir", str(data_dir), "--json", q],
+                             {**os.environ, "PYTHONPATH": str(ROOT)},
+                             file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+        _, status, ru = await asyncio.to_thread(os.wait4, pid, 0)
+        out.append({"query": q, "exit": os.waitstatus_to_exitcode(status),
+                    "peak_rss_mb": round(ru.ru_maxrss / 1024), "wall_s": round(time.monotonic() - t, 2)})
+    return {"processes": out, "max_peak_rss_mb": max((x["peak_rss_mb"] for x in out), default=None)}
+
+
 def pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -160,10 +237,16 @@ async def run(args) -> dict:
             f["interval"] = args.interval
         (cfg / "feeds.yaml").write_text(yaml.safe_dump(feeds_yaml, allow_unicode=True), encoding="utf-8")
         log = open(tmp / "service.log", "ab")  # noqa: SIM115 - handed to the child
+        data_dir = Path(args.data_dir) if args.data_dir else tmp / "data"
+        extra = ["--data-dir", str(data_dir)] if args.data_dir else []
+        t_start = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "raqib.cli", "run", "--config", str(cfg), cwd=ROOT, stdout=log, stderr=log,
-            env={**os.environ, SECRET_ENV: "bench-secret"})
+            sys.executable, "-m", "raqib.cli", "run", "--config", str(cfg), *extra, cwd=ROOT, stdout=log,
+            stderr=log, env={**os.environ, SECRET_ENV: "bench-secret"})
         log.close()
+        rss = RssPeak(proc.pid)
+        rss_task = asyncio.create_task(rss.run())
+        searched = None
         load_start = os.getloadavg()[0]
         try:
             deadline = time.monotonic() + 300  # 100k subscriptions take a while to load
@@ -172,9 +255,12 @@ async def run(args) -> dict:
                     raise SystemExit("raqib: the service did not fetch every feed within 300 s; see "
                                      f"{tmp / 'service.log'}")
                 await asyncio.sleep(0.1)
+            started_s = time.monotonic() - t_start
             await asyncio.sleep(args.interval + 1)  # first fetches stored (as back catalogue)
             fresh = []
             t_end = time.monotonic() + args.duration
+            if args.data_dir and args.search:
+                searching = asyncio.create_task(search_side(cfg, data_dir, args.search))
             while time.monotonic() < t_end:
                 fresh.append(feeds.publish(rnd.randrange(args.feeds), docs[n % min(published, len(docs))], n))
                 n += 1
@@ -182,6 +268,8 @@ async def run(args) -> dict:
             deadline = time.monotonic() + args.interval + 30
             while time.monotonic() < deadline and not all(g in arrivals for g in fresh):
                 await asyncio.sleep(0.2)
+            if args.data_dir and args.search:
+                searched = await searching
         finally:
             load_end = os.getloadavg()[0]
             if proc.returncode is None:
@@ -192,8 +280,11 @@ async def run(args) -> dict:
                     proc.kill()
                     await proc.wait()
             await server.stop()
-    conn = sqlite3.connect(f"file:{tmp / 'data' / 'raqib.db'}?mode=ro", uri=True)
-    stored = dict(conn.execute("SELECT link, stored FROM articles").fetchall())
+            rss_task.cancel()
+    conn = sqlite3.connect(f"file:{data_dir / 'raqib.db'}?mode=ro", uri=True)
+    stored = dict(conn.execute("SELECT link, stored FROM articles WHERE link LIKE 'https://bench.invalid/%'")
+                  .fetchall())
+    articles_in_store = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
     conn.close()
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -213,6 +304,10 @@ async def run(args) -> dict:
                       "back_catalogue_alerted": sum(g in arrivals for g in backcatalogue)},
             "fetch_to_stored_s": summary(fs), "stored_to_alert_s": summary(sa), "publish_to_alert_s": summary(pa),
             "load": {"start": round(load_start, 2), "end": round(load_end, 2)},
+            "articles_in_store_at_end": articles_in_store, "data_dir_given": args.data_dir,
+            "service_started_and_first_fetches_s": round(started_s, 1),
+            "peak_rss": {"service": rss.result(), "search_side": searched,
+                         "this_process_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
             "target": "stored_to_alert p99 < 1 s", "data_dir": str(tmp) if args.keep else None}
 
 
@@ -227,6 +322,9 @@ def main() -> None:
     ap.add_argument("--subscriptions", type=int, default=1,
                     help="subscriptions loaded (one matches every item; the others go to the log channel)")
     ap.add_argument("--keep", action="store_true", help="keep the data dir and service log")
+    ap.add_argument("--data-dir", help="run the service on this existing data dir (it is written to)")
+    ap.add_argument("--search", action="append", default=[],
+                    help="with --data-dir: a query run by `raqib search` while the service runs (repeatable)")
     emit(asyncio.run(run(ap.parse_args())))
 
 

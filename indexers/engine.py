@@ -584,26 +584,33 @@ class EngineIndex:
             raise BulkIndexError(failed, ok_ids)
 
     async def index(self, articles: Sequence[Article]) -> None:
+        """Bulk-write a batch. Each document is serialized once, here, and handed to the bulk
+        helper as its JSON text (both clients pass a string through): the check that it
+        serializes at all is the serialization, not a second json.dumps."""
         if not articles:
             return
         by_id: dict[str, Article] = {}
         for a in articles:
             by_id[a.id] = a  # the last version of an article in the batch wins
-        docs: dict[str, dict] = {}
+        try:
+            await self._ensure_ready()  # _shaped needs the capabilities
+        except IndexError_ as e:  # nothing was sent: the whole batch failed
+            raise BulkIndexError(dict.fromkeys(by_id, str(e)), []) from e
+        docs: dict[str, str] = {}
         unserializable: dict[str, str] = {}
         for aid, a in by_id.items():
-            doc = self.document(a)
             try:
-                json.dumps(doc, ensure_ascii=False).encode("utf-8")
+                text = json.dumps(self._shaped(self.document(a)), ensure_ascii=False,
+                                  separators=(",", ":"))
+                text.encode("utf-8")  # a lone surrogate fails here, not in the middle of a bulk
             except (TypeError, ValueError, UnicodeError) as e:
                 unserializable[aid] = f"cannot serialize: {e}"
                 continue
-            docs[aid] = doc
+            docs[aid] = text
         try:
             if docs:
-                await self._ensure_ready()
                 targets = await self._targets(list(docs))
-                await self._bulk([({"index": {"_index": targets[aid], "_id": aid}}, self._shaped(doc))
+                await self._bulk([({"index": {"_index": targets[aid], "_id": aid}}, doc)
                                   for aid, doc in docs.items()], list(docs),
                                  refresh=self.refresh_mode)
         except BulkIndexError as e:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import json
 import random
 import re
@@ -775,22 +777,42 @@ async def test_three_node_cluster_keeps_every_acknowledged_article(opensearch_cl
 
 # ------------------------------------------------------------ back-off ----
 
+ELASTIC_HEADERS = {"X-Elastic-Product": "Elasticsearch"}
+
+
+@contextlib.asynccontextmanager
+async def fake_cluster(prefix: str, bulk):
+    """A loopback server that knows one layout's aliases and answers _bulk with `bulk`."""
+    async def aliases(request: web.Request) -> web.Response:
+        return web.json_response({f"{prefix}-articles-000001": {"aliases": {
+            f"{prefix}-articles": {}, f"{prefix}-articles-write": {"is_write_index": True}}}},
+            headers=ELASTIC_HEADERS)
+
+    app = web.Application()
+    app.router.add_get("/_alias/{name}", aliases)
+    app.router.add_route("*", "/_bulk", bulk)  # POST (opensearch-py) or PUT (elasticsearch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def busy_cluster():
     """A fake cluster whose bulk endpoint says 429 (whole request, then one item) before
     accepting: the client must back off and retry, not give up or duplicate."""
     calls: list[list[str]] = []
 
-    async def aliases(request: web.Request) -> web.Response:
-        return web.json_response({"rqt-busy-articles-000001": {"aliases": {
-            "rqt-busy-articles": {}, "rqt-busy-articles-write": {"is_write_index": True}}}},
-            headers={"X-Elastic-Product": "Elasticsearch"})
-
     async def bulk(request: web.Request) -> web.Response:
         lines = [json.loads(x) for x in (await request.text()).splitlines() if x.strip()]
         ids = [x["index"]["_id"] for x in lines[::2]]
         calls.append(ids)
-        h = {"X-Elastic-Product": "Elasticsearch"}
+        h = ELASTIC_HEADERS
         if len(calls) == 1:
             return web.json_response({"error": {"type": "es_rejected_execution_exception",
                                                 "reason": "queue full"}, "status": 429},
@@ -802,16 +824,8 @@ async def busy_cluster():
                  for n, i in enumerate(ids)]
         return web.json_response({"took": 1, "errors": len(calls) == 2, "items": items}, headers=h)
 
-    app = web.Application()
-    app.router.add_get("/_alias/{name}", aliases)
-    app.router.add_route("*", "/_bulk", bulk)  # POST (opensearch-py) or PUT (elasticsearch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", calls
-    await runner.cleanup()
+    async with fake_cluster("rqt-busy", bulk) as url:
+        yield url, calls
 
 
 @pytest.mark.parametrize("flavor", ["opensearch", "elasticsearch"])
@@ -837,3 +851,53 @@ async def test_bulk_backs_off_and_retries_on_429(busy_cluster, flavor):
     finally:
         await ix.close()
     assert set(e.value.failed) == set(ids) and "429" in str(e.value)
+
+
+# ------------------------------------------------- the bulk path's documents ----
+
+def test_match_fields_come_from_the_shipped_analysis():
+    """The engine reads the tokens the parse worker shipped, never tokenizing again (a marked
+    analysis shows which was used); without one it computes the same tokens itself."""
+    tagger = build_tagger(load_config("config").topics)
+    art = analyze_article(make_article("اجتماع لحلف الناتو", "قال الأمين العام للناتو"), tagger, "ar")
+    assert dsl.match_doc(art)["body_tokens"] == " ".join(tokens(art.body))
+    marked = dataclasses.replace(art, analysis=dataclasses.replace(art.analysis, title_tokens="marked"))
+    assert dsl.match_doc(marked)["title_tokens"] == "marked"
+    bare = make_article(art.title, art.body)
+    assert dsl.match_doc(bare)["title_tokens"] == " ".join(tokens(bare.title))
+
+
+@pytest.fixture
+async def recording_cluster():
+    """A fake cluster that accepts every bulk item and keeps the request lines."""
+    lines: list[dict] = []
+
+    async def bulk(request: web.Request) -> web.Response:
+        got = [json.loads(x) for x in (await request.text()).splitlines() if x.strip()]
+        lines.extend(got)
+        items = [{"index": {"_index": a["index"]["_index"], "_id": a["index"]["_id"], "status": 201}}
+                 for a in got[::2]]
+        return web.json_response({"took": 1, "errors": False, "items": items}, headers=ELASTIC_HEADERS)
+
+    async with fake_cluster("rqt-rec", bulk) as url:
+        yield url, lines
+
+
+@pytest.mark.parametrize("flavor", ["opensearch", "elasticsearch"])
+async def test_bulk_sends_each_document_once_and_names_an_unserializable_one(recording_cluster, flavor):
+    """Documents are serialized once and handed to the client as JSON text: the cluster gets
+    exactly dsl.article_doc of each article; one that cannot be encoded fails alone, named."""
+    url, lines = recording_cluster
+    arts = [make_article(f"خبر {i} عن الناتو", f"نص {i}") for i in range(4)]
+    bad = make_article("عنوان \ud800 مكسور", "نص")  # a lone surrogate: not encodable as UTF-8
+    ix = EngineIndex(make_client(flavor, [url], max_retries=0), prefix="rqt-rec", flavor=flavor)
+    ix._ready = True  # the fake cluster only knows aliases and bulk
+    try:
+        with pytest.raises(BulkIndexError) as e:
+            await ix.index([*arts[:2], bad, *arts[2:]])
+    finally:
+        await ix.close()
+    assert set(e.value.failed) == {bad.id} and "cannot serialize" in e.value.failed[bad.id]
+    assert sorted(e.value.indexed) == sorted(a.id for a in arts)
+    sent = {meta["index"]["_id"]: doc for meta, doc in zip(lines[::2], lines[1::2], strict=True)}
+    assert sent == {a.id: dsl.article_doc(a) for a in arts}
