@@ -116,7 +116,7 @@ def get(store: Store, sub_id: str) -> Subscription:
     return found[0]
 
 
-def _refuse_managed(config: Config, store: Store, sub_id: str, what: str) -> Subscription | None:
+def refuse_managed(config: Config, store: Store, sub_id: str, what: str) -> Subscription | None:
     mine = next(iter(load_all(store, [sub_id])), None)
     if any(c.id == sub_id for c in config.alerts.subscriptions) or (mine is not None and mine.managed_by_file):
         raise SubscriptionError("managed", f"subscription {sub_id!r} is defined in {FILE}; {what} it there")
@@ -157,10 +157,10 @@ def create(config: Config, store: Store, values: dict[str, Any], origin: str = "
     backfill). An existing id is replaced only with `replace` (keeping its paused state); one
     from alerts.yaml never."""
     sub_id = str(values.get("id", ""))
-    mine = _refuse_managed(config, store, sub_id, "change")
+    mine = refuse_managed(config, store, sub_id, "change")
     c = validated(config, values, known_sources(config, store))
     if mine is not None and not replace:
-        raise SubscriptionError("exists", f"subscription {c.id!r} exists ({mine.query}); replace it explicitly")
+        raise SubscriptionError("exists", f"subscription {c.id!r} exists ({mine.query})")
     sub = Subscription(c.id, c.name or c.id, c.query, tuple(c.channels),
                        c.throttle.max if c.throttle else None, c.throttle.per if c.throttle else None,
                        c.digest_minutes, origin, c.backfill, paused=mine.paused if mine else False)
@@ -169,7 +169,7 @@ def create(config: Config, store: Store, values: dict[str, Any], origin: str = "
 
 
 def delete(config: Config, store: Store, sub_id: str) -> None:
-    _refuse_managed(config, store, sub_id, "remove")
+    refuse_managed(config, store, sub_id, "remove")
     if not remove(store, sub_id):
         raise SubscriptionError("not-found", f"no subscription {sub_id!r}")
 

@@ -7,6 +7,8 @@ Rules for implementations:
 - Queries are strings in Raqib's query language (monitor.query); backends compile the parsed
   tree themselves and never pass user text to a native query-string parser.
 - All datetimes are aware UTC.
+- `delete(ids)` removes these articles' documents (retention); ids not in the index are no
+  error. It returns after the deletion is durable, and raises IndexError_ when it cannot.
 - Optional: `async clear()` removes every document; `raqib index reindex` calls it (when the
   backend has it) before it queues the whole store again.
 """
@@ -38,6 +40,8 @@ class ArticleIndex(Protocol):
                      start: datetime | None = None, end: datetime | None = None) -> list[TrendBucket]: ...
 
     async def count(self) -> int: ...
+
+    async def delete(self, ids: Sequence[str]) -> None: ...
 
     async def health(self) -> dict:
         """{"status": "green" | "yellow" | "red", …}: measured, never assumed."""

@@ -130,9 +130,9 @@ def add(store: Store, values: dict[str, Any], origin: str = "cli", replace: bool
     _refuse_managed(same_id, "change")
     _refuse_managed(same_url, "change")
     if same_id and not replace:
-        raise FeedListError("exists", f"feed {cfg.id!r} exists ({same_id.config.url}); replace it explicitly")
+        raise FeedListError("exists", f"feed {cfg.id!r} exists ({same_id.config.url})")
     if same_url and not replace:
-        raise FeedListError("exists", f"feed {same_url.id!r} already polls this url; replace it explicitly")
+        raise FeedListError("exists", f"feed {same_url.id!r} already polls this url")
     store.save_feed_entries([_row(cfg, origin)])
     return Feed(cfg, origin)
 
