@@ -635,7 +635,8 @@ class Store:
             self.conn.execute("VACUUM")
             done = "vacuum"
         else:
-            self.conn.execute("PRAGMA incremental_vacuum").fetchall()
+            # executescript steps the pragma to the end (execute() frees one page per call)
+            self.conn.executescript("PRAGMA incremental_vacuum;")
             done = "incremental"
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return done
