@@ -183,9 +183,9 @@ def set_paused(config: Config, store: Store, sub_id: str, paused: bool) -> Subsc
 
 
 def as_dict(s: Subscription) -> dict[str, Any]:
-    """The one JSON shape of a subscription (CLI --json, API)."""
+    """The one JSON shape of a subscription (CLI --json, API); `created` is ISO 8601 UTC."""
     return {"id": s.id, "name": s.name, "query": s.query, "channels": list(s.channels),
-            "throttle": {"max": s.throttle_max, "per": s.throttle_per} if s.throttle_max else None,
+            "throttle_max": s.throttle_max, "throttle_per": s.throttle_per,
             "digest_minutes": s.digest_minutes, "backfill": s.backfill, "paused": s.paused,
             "origin": s.origin, "managed_by": FILE if s.managed_by_file else None,
             "created": datetime.fromtimestamp(s.created, UTC).isoformat(timespec="seconds") if s.created else None}

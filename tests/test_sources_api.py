@@ -163,7 +163,7 @@ async def test_subscriptions_crud_preview_pause_test_send_and_log(tmp_path, feed
         r = await c.post("/api/v1/subscriptions", json=sub)
         assert r.status_code == 201, r.text
         assert r.json() | {"created": None} == {
-            "id": "nato", "name": "nato", "query": "الناتو", "channels": ["hook"], "throttle": {"max": 5, "per": 60},
+            "id": "nato", "name": "nato", "query": "الناتو", "channels": ["hook"], "throttle_max": 5, "throttle_per": 60,
             "digest_minutes": 0, "backfill": False, "paused": False, "origin": "api", "managed_by": None,
             "created": None}
         _problem(await c.post("/api/v1/subscriptions", json=sub), 409, "exists")
