@@ -149,3 +149,29 @@ async def test_the_service_applies_retention_and_db_stats_reports(tmp_path, feed
     r = subprocess.run([sys.executable, "-m", "raqib.cli", "db", "stats", "--config", str(cfg)],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0 and "articles:" in r.stdout and "outbox:" in r.stdout, r.stdout + r.stderr
+
+
+def test_db_prune_applies_retention_now_and_refuses_beside_a_service(tmp_path):
+    from monitor.lock import DataDirLock
+
+    cfg = write_config(tmp_path, [])
+    db = tmp_path / "data" / "raqib.db"
+    db.parent.mkdir(parents=True)
+    _fill(db, old=10, new=2)
+
+    def prune(*args):
+        return subprocess.run([sys.executable, "-m", "raqib.cli", "db", "prune", *args, "--config", str(cfg)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    r = prune()
+    assert r.returncode == 2 and "--days" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    with DataDirLock(db.parent, "run"):
+        r = prune("--days", "30")
+        assert r.returncode == 1 and "in use" in r.stderr, r.stderr
+    r = prune("--days", "30")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"articles_deleted": 10, "alerts_deleted": 10, "compacted": "vacuum",
+                                    "error": None}
+    store = Store(db)
+    assert store.count() == 3
+    store.close()
