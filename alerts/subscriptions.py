@@ -197,6 +197,16 @@ async def preview(index, query: str, limit: int = 5):
     return await index.search(query, limit=limit, sort="date")
 
 
+async def would_match(config: Config, index, query: str, sources: Iterable[str], limit: int = 5) -> dict[str, Any]:
+    """The editor's "would have matched N, e.g. …" (API and pages): the query checked as a
+    subscription's is (`sources` from known_sources), then previewed; raises QueryError."""
+    from monitor.hits import hit_json
+
+    validate(parse(query), [t.id for t in config.topics], list(sources))
+    page = await preview(index, query, limit)
+    return {"query": query, "total": page.total, "examples": [hit_json(h) for h in page.hits]}
+
+
 def delivery_log(store: Store, sub_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """The outbox rows of one subscription, newest first."""
     def ts(v: float | None) -> str | None:

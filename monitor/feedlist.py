@@ -162,6 +162,18 @@ def remove(store: Store, feed_id: str) -> None:
     store.save_feed_entries([], remove=[feed_id])
 
 
+async def poll_now(pipeline, feed_id: str) -> dict[str, Any]:
+    """Poll one listed feed at once through the live pipeline (raqib.pipeline.Pipeline; the
+    API's and the pages' "poll now"), then index and match what it brought."""
+    feed = next((f for f in await pipeline.db(load, pipeline.store) if f.id == feed_id), None)
+    if feed is None:
+        raise FeedListError("not-found", f"no feed {feed_id!r}")
+    report = await pipeline.poll(feed.config)
+    await pipeline.drain()
+    return {"id": report.feed_id, "status": report.status, "new": report.new, "updated": report.updated,
+            "items": report.items, "error": report.error or None, "next_due": _when(report.next_due)}
+
+
 # ------------------------------------------------------------------ status
 
 

@@ -517,9 +517,11 @@ def _checked_schedule(args) -> tuple[int | None, float | None]:
 
 
 async def _preview(config, query):
+    from alerts.subscriptions import preview
+
     index = _open_index(config)
     try:
-        return await index.search(query, limit=5, sort="date")
+        return await preview(index, query)
     finally:
         await index.close()
 
