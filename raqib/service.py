@@ -269,6 +269,8 @@ class Service:
         p = self.pipeline
         try:
             await retention.apply(p.db, p.store, p.index, self.config.settings.retention.days)
+        except asyncio.CancelledError:  # shutdown: every batch deleted so far is committed
+            log.info("retention interrupted by shutdown; it runs again at the next start")
         except Exception:
             log.exception("retention failed; it runs again tomorrow")
 

@@ -185,8 +185,13 @@ async def test_subscriptions_crud_preview_pause_test_send_and_log(tmp_path, feed
         assert (await c.post("/api/v1/subscriptions/nato/pause")).json()["paused"] is True
         r = await c.put("/api/v1/subscriptions/nato", json={**sub, "query": "قمة الناتو"})
         assert r.json()["query"] == "قمة الناتو" and r.json()["paused"] is True  # an edit keeps the switch
+        # paused: a matching article polled now is not alerted (the running pipeline sees the switch)
+        feed_server.set_feed("/file.xml", rss(NATO + [rss_item("قمة الناتو أثناء الإيقاف", "https://news.example.org/p",
+                                                              "قمة الناتو")]))
+        assert (await c.post("/api/v1/feeds/filefeed/poll")).json()["new"] == 1
+        assert (await c.get("/api/v1/subscriptions/nato/deliveries")).json()["deliveries"] == []
         assert (await c.post("/api/v1/subscriptions/nato/resume")).json()["paused"] is False
-        assert (await c.get("/api/v1/subscriptions/nato/preview")).json()["total"] == 6
+        assert (await c.get("/api/v1/subscriptions/nato/preview")).json()["total"] == 7  # 6 + the one polled while paused
         listed = {s["id"]: s for s in (await c.get("/api/v1/subscriptions")).json()["subscriptions"]}
         assert listed["managed"]["managed_by"] == "alerts.yaml" and listed["nato"]["origin"] == "api"
 
@@ -198,7 +203,7 @@ async def test_subscriptions_crud_preview_pause_test_send_and_log(tmp_path, feed
 
         # the delivery log comes from the outbox: a newly polled matching article alerts
         feed_server.set_feed("/file.xml", rss(NATO + [rss_item("الناتو يجتمع اليوم", "https://news.example.org/n",
-                                                              "قمة الناتو الجديدة")]))
+                                                              "قمة الناتو الجديدة")]))  # the paused one has left
         r = await c.post("/api/v1/feeds/filefeed/poll")
         assert r.json()["new"] == 1, r.text
         log = (await c.get("/api/v1/subscriptions/nato/deliveries")).json()["deliveries"]
