@@ -534,18 +534,6 @@ BROAD_RULE_SHARE = 0.05  # `subscriptions add` warns above this share of the sto
 BROAD_RULE_MIN_STORED = 100  # ... once there are enough articles for a share to mean something
 
 
-def _may_replace(args, what: str) -> bool:
-    """Overwriting needs --replace, or a yes on a terminal; a pipe never consents."""
-    if args.replace:
-        return True
-    if not sys.stdin.isatty():
-        return False
-    try:
-        return input(f"{what} exists; replace it? [y/N] ").strip().lower() in ("y", "yes")
-    except EOFError:
-        return False
-
-
 def cmd_subscriptions(args, config) -> int:
     from alerts import subscriptions as subs
 
@@ -601,7 +589,7 @@ def _subscription_add(args, config, store) -> int:
               "backfill": args.backfill}
     exists = bool(subs.load_all(store, [args.id]))
     subs.refuse_managed(config, store, args.id, "change")
-    if exists and not args.replace and (args.yes or not sys.stdin.isatty()):
+    if exists and not args.replace:  # never overwritten by accident, on a terminal or not
         raise subs.SubscriptionError("exists", f"subscription {args.id!r} exists ({subs.get(store, args.id).query})")
     subs.validated(config, values, subs.known_sources(config, store))
     page = asyncio.run(_preview(config, args.query))
@@ -618,9 +606,6 @@ def _subscription_add(args, config, store) -> int:
              shift=len(f"  {h.article.published:%Y-%m-%d} {h.article.source}: "))
     if args.dry_run:
         return 0
-    if exists and not _may_replace(args, f"subscription {args.id!r}"):
-        print("not saved")
-        return 1
     if not args.yes:
         if not sys.stdin.isatty():  # a piped "n" or nothing at all is no consent
             print("raqib: not saved: stdin is not a terminal; add --yes to save", file=sys.stderr)
@@ -772,12 +757,7 @@ def cmd_feeds(args, config) -> int:
         if args.action == "add":
             values = {"id": args.id, "url": args.url, "name": args.name, "language": args.language,
                       "interval": args.interval, "enabled": not args.disabled}
-            try:
-                feedlist.add(store, values, "cli", replace=args.replace)
-            except feedlist.FeedListError as e:
-                if e.kind != "exists" or not _may_replace(args, f"feed {args.id!r}"):
-                    raise
-                feedlist.add(store, values, "cli", replace=True)
+            feedlist.add(store, values, "cli", replace=args.replace)  # an existing id needs --replace
             print(f"added {args.id}")
         elif args.action == "remove":
             feedlist.remove(store, args.id)

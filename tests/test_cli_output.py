@@ -212,10 +212,11 @@ def test_terminal_tables_and_pipe_tables(tmp_path):
     assert "5/600s" in out and "الناتو" in out
     r = raqib("subscriptions", "list", "--config", str(cfg))
     assert r.returncode == 0
-    assert r.stdout.splitlines() == ["id\tquery\tchannels\tthrottle\tdigest\tfrom", "s1\tالناتو\tlog\t5/600s\t-\tcli"]
+    assert r.stdout.splitlines() == ["id\tquery\tchannels\tthrottle\tdigest\tfrom\tstate",
+                                     "s1\tالناتو\tlog\t5/600s\t-\tcli\tactive"]
     [row] = json.loads(raqib("subscriptions", "list", "--json", "--config", str(cfg)).stdout)
     assert set(row) == {"id", "name", "query", "channels", "throttle_max", "throttle_per", "digest_minutes",
-                        "origin", "backfill", "created"}
+                        "origin", "backfill", "created", "paused", "managed_by"}
     assert row["throttle_max"] == 5 and row["throttle_per"] == 600 and row["channels"] == ["log"]
 
 
