@@ -1,0 +1,350 @@
+"""The pages in a real browser (Debian's chromium driven by Playwright) against a real uvicorn
+server over a real data dir: feeds served by a local feed server, polled, tagged and indexed by
+`run_once`, alerts to a local webhook receiver. Every request the browser makes is checked to go
+to the server under test and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import threading
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from monitor.arabic import forms, query_key, tokens
+from monitor.config import load_config
+from monitor.store import Store
+from tests.corpus import ant_item, rss, rss_item, seed_text, topical_docs
+from tests.e2e_setup import write_config
+from tests.feedserver import FeedServer
+from tests.receivers import running_receiver
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+HOSTILE_TITLE = ("الناتو <script>window.__pwned=1;alert(1)</script><img src=x onerror=alert(2)> "
+                 "\u202eكورسك evil\u202c <b onmouseover=alert(3)>x</b>")
+HOSTILE_BODY = ("نص عن الناتو " + "<svg onload=alert(4)></svg> <iframe src=javascript:alert(5)></iframe> "
+                + "\u202e" + "طويل" * 400 + " " + "ا" * 3000)  # an unbreakable 3000-letter word
+NEW_TITLE = "وزراء دفاع الناتو يجتمعون في بروكسل لبحث دعم أوكرانيا"
+
+
+class Site:
+    """A loop in a thread hosting the feed server, the webhook receiver and uvicorn."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coro, timeout: float = 120):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def start(self):
+        from raqib.service import run_once
+
+        self.feeds = await FeedServer().start()
+        self._receiver_cm = running_receiver()
+        self.receiver = await self._receiver_cm.__aenter__()
+        docs = topical_docs()
+        items = [rss_item("روتي: على الناتو التركيز على دعم أوكرانيا عسكريا", "https://example.org/nato-rutte",
+                          seed_text(), "Tue, 03 Dec 2024 10:00:00 GMT", guid="seed-0001")]
+        items += [ant_item(d, full_text=True) for d in docs[:40]]
+        self.feeds.set_feed("/news.xml", rss(items, title="أخبار"))
+        self.feeds.set_feed("/hostile.xml", rss([rss_item(
+            HOSTILE_TITLE, "javascript:alert(6)", HOSTILE_BODY, "Tue, 03 Dec 2024 11:00:00 GMT", guid="hostile-1")]))
+        self.feeds.set_status("/broken.xml", 500)
+        self.live_items: list[str] = []
+        self.feeds.set_feed("/live.xml", rss([rss_item("خبر محلي", "https://example.org/l0", "لا شيء هنا",
+                                                       format_datetime(datetime.now(UTC)), guid="l0")]))
+        cfg_dir = write_config(
+            self.tmp,
+            [("news", self.feeds.url("/news.xml")), ("hostile", self.feeds.url("/hostile.xml")),
+             ("broken", self.feeds.url("/broken.xml")), ("live", self.feeds.url("/live.xml"))],
+            channels={"hook": {"type": "webhook", "url": self.receiver.url, "secret_env": "RAQIB_PAGES_HOOK"}})
+        os.environ["RAQIB_PAGES_HOOK"] = "pages-test-secret"
+        self.config = load_config(cfg_dir)
+        self.run_once = lambda: run_once(self.config)
+        await self.run_once()
+        await self.serve()
+
+    async def serve(self):
+        import uvicorn
+
+        from indexers.factory import make_index
+        from raqib.web.app import create_app
+        from raqib.web.context import WebContext
+        from tests.receivers import free_port
+
+        db = self.config.data_dir / "raqib.db"
+        self.ctx = WebContext(self.config, Store(db), make_index(self.config, db))
+        port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(create_app(self.ctx), host="127.0.0.1", port=port,
+                                                    log_level="warning", lifespan="off"))
+        self.serving = asyncio.ensure_future(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.02)
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self):
+        self.server.should_exit = True
+        await self.serving
+        await self.ctx.index.close()
+        self.ctx.close()
+        await self._receiver_cm.__aexit__(None, None, None)
+        await self.feeds.stop()
+
+    def publish_live(self, title: str, guid: str) -> None:
+        """A new item on the live feed, published now (so it is news, not back catalogue)."""
+        self.live_items.append(rss_item(title, f"https://example.org/{guid}", title + " — تفاصيل الخبر",
+                                        format_datetime(datetime.now(UTC)), guid=guid))
+        self.feeds.set_feed("/live.xml", rss(self.live_items))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    s = Site(tmp_path_factory.mktemp("pages"))
+    try:
+        s.call(s.start())
+        yield s
+    finally:
+        try:
+            if hasattr(s, "server"):
+                s.call(s.stop())
+        finally:
+            s.loop.call_soon_threadsafe(s.loop.stop)
+            s.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    """A fresh browser context whose every request is checked: only the server under test."""
+    ctx = browser.new_context(locale="ar", extra_http_headers={"Accept-Language": "ar"},
+                              viewport={"width": 1200, "height": 900})
+    foreign: list[str] = []
+    server = urlsplit(site.url).netloc
+
+    def guard(route):
+        if urlsplit(route.request.url).netloc == server:
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    ctx.route("**/*", guard)
+    pg = ctx.new_page()
+    pg.dialogs, pg.console_errors = [], []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
+    pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+    yield pg
+    ctx.close()
+    assert foreign == [], f"requests left the server: {foreign}"
+
+
+def _get(site, path: str, **kw) -> httpx.Response:
+    return httpx.get(site.url + path, follow_redirects=False, timeout=30, **kw)
+
+
+def test_arabic_search_highlights_mentions_right_to_left(site, page):
+    page.goto(f"{site.url}/search?q=الناتو")
+    assert page.locator("html").get_attribute("dir") == "rtl"
+    assert page.locator("html").get_attribute("lang") == "ar"
+    hits = page.locator("article.hit")
+    assert hits.count() > 3
+    marks = page.locator("article.hit mark").all_inner_texts()
+    assert marks, "no highlighted mentions"
+    key = query_key("الناتو")
+    assert all(any(key in forms(tok) for tok in tokens(m)) for m in marks), marks
+    first = hits.first.locator("h3")
+    assert first.evaluate("e => getComputedStyle(e).direction") == "rtl"
+    # right-to-left layout: the title hugs the right edge of its column
+    box, col = first.bounding_box(), page.locator("section.results").bounding_box()
+    title_text = first.locator("a").bounding_box()
+    assert abs((box["x"] + box["width"]) - (col["x"] + col["width"])) < 2
+    assert title_text["x"] + title_text["width"] > col["x"] + col["width"] - 5
+    assert page.dialogs == [] and page.console_errors == []
+
+
+@pytest.mark.xfail(reason="hit_json does not carry tagged spans yet (CLI helper's change)", strict=False)
+def test_topic_query_shows_the_sentence_with_the_mention(site, page):
+    page.goto(f"{site.url}/search?q=topic:kursk")
+    snippets = page.locator("article.hit .snippet").all_inner_texts()
+    assert snippets
+    assert all("كورسك" in s for s in snippets), [s[:80] for s in snippets if "كورسك" not in s]
+
+
+def test_article_view_marks_spans_per_topic(site, page):
+    a = site.call(site.ctx.index.search("topic:kursk topic:nato -source:hostile", limit=1)).hits[0].article
+    page.goto(f"{site.url}/articles/{a.id}")
+    assert page.locator("h1").inner_text().strip() == a.title.strip()
+    marks = page.locator(".article mark.topic")
+    shown = {(m.get_attribute("title"), m.inner_text()) for m in marks.all()}
+    expected = {(m.topic, m.text) for m in a.matches}
+    assert shown and shown <= expected  # every mark is one of the tagger's spans, text and topic
+    assert {t for t, _ in shown} >= {"kursk", "nato"}
+    assert len({m.get_attribute("class") for m in marks.all()}) >= 2  # one colour per topic
+
+
+def test_language_switch_to_english_and_back(site, page):
+    page.goto(f"{site.url}/search")
+    page.get_by_role("button", name="English").click()
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("dir") == "ltr"
+    assert page.get_by_role("button", name="Search").count() == 1
+    page.get_by_role("button", name="العربية").click()
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("dir") == "rtl"
+
+
+def test_failing_feed_shows_its_error_on_the_feeds_page(site, page):
+    page.goto(f"{site.url}/feeds")
+    row = page.locator("tr#feed-broken")
+    assert "500" in row.locator("td.error").inner_text()
+    assert row.get_attribute("class") == "failing"
+    assert page.locator("tr#feed-news td.error").inner_text().strip() == ""
+
+
+def test_hostile_content_never_executes_nor_breaks_the_layout(site, page):
+    page.goto(f"{site.url}/search?q=source:hostile")
+    assert page.locator("article.hit").count() == 1
+    title = page.locator("article.hit h3").inner_text()
+    assert "<script>" in title and "onerror" in title  # shown as text
+    assert "\u202e" not in page.content()
+    page.locator("article.hit h3 a").click()
+    page.wait_for_load_state()
+    assert "/articles/" in page.url
+    assert page.locator("a[href^='javascript:']").count() == 0
+    assert page.locator("script").count() == 1  # only our own, from /static
+    assert page.locator("img, iframe, svg").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
+    no_overflow = "() => document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth"
+    assert page.evaluate(no_overflow)
+    # the page's own chrome still reads in order around the hostile title
+    meta = page.locator(".article .meta").inner_text()
+    assert meta.index("hostile") < meta.index("2024-12-03")
+    page.hover(".article h1")
+    assert page.dialogs == [] and page.console_errors == []
+
+
+def test_subscription_editor_previews_then_alerts_once(site, page):
+    page.goto(f"{site.url}/subscriptions")
+    page.fill("input[name=id]", "nato-desk")
+    page.fill("input[name=query]", "الناتو")
+    page.get_by_role("button", name="معاينة").click()
+    page.wait_for_load_state()
+    would = page.locator("#preview .would").inner_text()
+    n = int(re.search(r"\d+", would).group())
+    expected = site.call(site.ctx.index.search("الناتو", limit=1)).total
+    assert n == expected > 0
+    assert page.locator("#preview .examples li").count() == min(5, n)
+    # the live preview follows the query as it is typed (the page's own script)
+    page.fill("input[name=query]", "topic:budapest_memorandum")
+    memo = site.call(site.ctx.index.search("topic:budapest_memorandum", limit=1)).total
+    page.wait_for_function("n => ((document.querySelector('#preview .would') || {}).textContent || '')"
+                           ".startsWith(`كان سيطابق ${n} مقالة`)", arg=memo)
+    page.fill("input[name=query]", "الناتو")
+    page.get_by_role("button", name="احفظ").click()
+    page.wait_for_load_state()
+    assert page.locator("tr#sub-nato-desk").count() == 1
+    assert "nato-desk" in page.locator("p.notice").inner_text()
+
+    before = len(site.receiver.items())
+    site.publish_live(NEW_TITLE, "live-1")
+    site.call(site.run_once())
+    site.call(site.run_once())  # a second poll finds nothing new and sends nothing again
+    got = [i for i in site.receiver.items()[before:] if i["subscription_id"] == "nato-desk"]
+    assert [i["title"] for i in got] == [NEW_TITLE]
+    page.goto(f"{site.url}/alerts")
+    row = page.locator("table.outbox tbody tr").first
+    assert "nato-desk" in row.inner_text() and row.get_attribute("class") == "sent"
+
+
+def test_pages_are_small_and_send_a_strict_csp(site):
+    for path in ("/search?q=الناتو", "/search?q=topic:kursk", "/topics/kursk", "/feeds", "/subscriptions",
+                 "/alerts", "/login"):
+        r = _get(site, path)
+        assert r.status_code == 200, path
+        assert len(r.content) < 200_000, (path, len(r.content))
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert not re.search(r"<script>|<script [^>]*>[^<]", r.text), path  # no inline script
+        assert not re.search(r"\sstyle=", r.text), path  # no inline style (the CSP would drop it)
+        assert not re.search(r"(src|href)=\"(https?:)?//", r.text.replace(site.url, "")), path
+
+
+def test_session_cookie_and_csrf(site):
+    r = _get(site, "/subscriptions")
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    sid = r.cookies["raqib_session"]
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', r.text).group(1)
+    form = {"id": "x-csrf", "query": "الناتو", "channels": "hook", "action": "save"}
+    # no token, a wrong token, or the right token without its cookie: refused, nothing saved
+    for data, cookies in ((form, {"raqib_session": sid}), (form | {"csrf": "0" * 64}, {"raqib_session": sid}),
+                          (form | {"csrf": csrf}, {})):
+        r2 = httpx.post(site.url + "/subscriptions", data=data, cookies=cookies, timeout=30)
+        assert r2.status_code == 403
+    assert "x-csrf" not in _get(site, "/subscriptions").text
+    r3 = httpx.post(site.url + "/subscriptions", data=form | {"csrf": csrf}, cookies={"raqib_session": sid},
+                    timeout=30)
+    assert r3.status_code == 200 and 'id="sub-x-csrf"' in r3.text
+    httpx.post(site.url + "/subscriptions/x-csrf/remove", data={"csrf": csrf}, cookies={"raqib_session": sid},
+               timeout=30)
+    assert 'id="sub-x-csrf"' not in _get(site, "/subscriptions").text
+
+
+def test_login_refuses_an_unknown_token(site):
+    r = _get(site, "/login")
+    sid = r.cookies["raqib_session"]
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', r.text).group(1)
+    bad = httpx.post(site.url + "/login", data={"csrf": csrf, "token": "not-a-token", "next": "//evil.example/"},
+                     cookies={"raqib_session": sid}, timeout=30)
+    assert bad.status_code == 401 and "raqib_session=" not in bad.headers.get("set-cookie", "")
+    assert 'value="/search"' in bad.text  # an off-site next is never kept
+
+
+def test_bad_query_is_one_line_not_a_traceback(site):
+    r = _get(site, "/search?q=foo:bar")
+    assert r.status_code == 400
+    assert "foo" in r.text and "Traceback" not in r.text
+
+
+def test_screenshots(site, browser, tmp_path):
+    """The README's pictures (RAQIB_SCREENSHOTS=1 writes them into docs/)."""
+    out = DOCS if os.environ.get("RAQIB_SCREENSHOTS") else tmp_path
+    out.mkdir(exist_ok=True)
+    ctx = browser.new_context(locale="ar", extra_http_headers={"Accept-Language": "ar"},
+                              viewport={"width": 1200, "height": 800})
+    pg = ctx.new_page()
+    a = site.call(site.ctx.index.search("topic:kursk topic:nato -source:hostile", limit=1)).hits[0].article
+    for name, path in (("search", "/search?q=الناتو"), ("article", f"/articles/{a.id}"),
+                       ("topic", "/topics/kursk"), ("feeds", "/feeds"), ("subscriptions", "/subscriptions?q=كورسك")):
+        pg.goto(site.url + path)
+        pg.screenshot(path=str(out / f"web-{name}.png"))
+        assert (out / f"web-{name}.png").stat().st_size > 10_000
+    ctx.close()
+    shutil.rmtree(tmp_path, ignore_errors=True)
