@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor import metrics
 from alerts import outbox
 from alerts.message import AlertItem, message_id
 from alerts.subscriptions import Subscription, load_all
@@ -216,12 +217,16 @@ class Deliverer:
                                    "failures_in_a_row": health.failures, "retry_in": round(rest)})
                 report.failures += 1
                 report.errors.append(err)
+                metrics.count(metrics.alert_failures, channel_name)
                 return
             health.failures, health.resting_until, health.last_error = 0, 0.0, ""
             await self.db(self.store.outbox_sent, msg_ids, self.owner, self.clock(),
                           message_id([r.item for r in msg]))
             report.messages += 1
             report.items += len(msg)
+            metrics.count(metrics.alerts_sent, channel_name)
+            sent_at = self.clock()
+            metrics.queue_to_sent.observe_many(sent_at - r.created for r in msg)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from indexers import dsl
-from indexers.base import TrendBucket
+from indexers.base import FACET_FETCH, Facets, TrendBucket, facet_lists
 from monitor.errors import ConfigError, IndexError_, QueryError
 from monitor.highlight import highlight, snippet
 from monitor.models import Article, SearchHit, SearchPage
@@ -681,6 +681,22 @@ class EngineIndex:
                 break
         out.sort(key=lambda t: (t.bucket, t.topic))
         return out
+
+    async def facets(self, query: str) -> Facets:
+        """Matches per topic, source, language and day: one terms/date-histogram aggregation."""
+        node = parse(query)
+        await self._ensure_ready()
+        terms = lambda f: {"terms": {"field": f, "size": FACET_FETCH}}
+        body = {"size": 0, "track_total_hits": False, "query": {"bool": {"filter": [dsl.to_dsl(node)]}},
+                "aggs": {"topic": terms("topics"), "source": terms("source"), "language": terms("language"),
+                         "day": {"date_histogram": {"field": "published", "calendar_interval": "day",
+                                                    "time_zone": "UTC", "min_doc_count": 1}}}}
+        aggs = (await self._search(self.names.read_alias, body, "facets"))["aggregations"]
+        counts = {k: {str(b["key"]): int(b["doc_count"])
+                      for b in aggs[k]["buckets"]} for k in ("topic", "source", "language")}
+        counts["day"] = {datetime.fromtimestamp(b["key"] / 1000, UTC).strftime("%Y-%m-%d"): int(b["doc_count"])
+                         for b in aggs["day"]["buckets"]}
+        return facet_lists(counts)
 
     async def count(self) -> int:
         await self._ensure_ready()

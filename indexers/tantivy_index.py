@@ -40,7 +40,7 @@ from typing import Literal
 import tantivy
 from tantivy import Occur, Query
 
-from indexers.base import TrendBucket
+from indexers.base import FACET_FETCH, Facets, TrendBucket, facet_lists
 from monitor.analysis import analysis_of
 from monitor.arabic import forms, tokens
 from monitor.errors import IndexError_, QueryError
@@ -391,6 +391,39 @@ class TantivyIndex:
                 out.append(TrendBucket(when, tb["key"], int(hb["doc_count"])))
         out.sort(key=lambda b: (b.bucket, b.topic))
         return out
+
+    async def facets(self, query: str) -> Facets:
+        return await self._run(self.facets_sync, query)
+
+    def facets_sync(self, query: str) -> Facets:
+        """Matches per topic, language and day in one aggregation. Sources are not a fast field
+        (the source field holds dash-prefixes too), so each stored source is one count:
+        its term, minus the longer sources that carry it as a prefix."""
+        q = compile_query(self.schema, parse(query), self.clock())
+        agg = {"topic": {"terms": {"field": "topics", "size": FACET_FETCH}},
+               "language": {"terms": {"field": "lang", "size": FACET_FETCH}},
+               "day": {"histogram": {"field": "published_us", "interval": _INTERVALS["day"],
+                                     "min_doc_count": 1}}}
+        try:
+            searcher = self._searcher()
+            result = searcher.aggregate(q, agg)
+            by_source = {}
+            lowered = {s.lower() for s in self.store.sources()}
+            for s in sorted(self.store.sources()):
+                low = s.lower()
+                longer = [t for t in lowered if t != low and low in source_terms(t)]
+                parts = [(Occur.Must, q), (Occur.Must, Query.term_query(self.schema, "source", low))]
+                parts += [(Occur.MustNot, Query.term_query(self.schema, "source", t)) for t in longer]
+                by_source[s] = searcher.search(Query.boolean_query(parts), 1, count=True).count
+        except ValueError as e:
+            log.debug("tantivy facets failed: %s", e)
+            raise IndexError_("facets failed in the embedded index; `raqib index reindex` rebuilds it") from None
+        day = {(_EPOCH + timedelta(microseconds=int(b["key"]))).strftime("%Y-%m-%d"): int(b["doc_count"])
+               for b in result["day"]["buckets"]}
+        return facet_lists({
+            "topic": {b["key"]: int(b["doc_count"]) for b in result["topic"]["buckets"]},
+            "language": {b["key"]: int(b["doc_count"]) for b in result["language"]["buckets"]},
+            "source": by_source, "day": day})
 
     def count_sync(self) -> int:
         return self._searcher().num_docs

@@ -166,6 +166,56 @@ class AlertSettings(_Model):
         return v
 
 
+class WebSettings(_Model):
+    """Where `raqib run` / `raqib web` serve the pages and API. A non-loopback address requires
+    API tokens on every request but /healthz (and Raqib refuses to start with no token)."""
+
+    listen: str = "127.0.0.1:8321"
+    enabled: bool = True  # `raqib run` serves the web app beside the poller
+    require_tokens: bool = False  # also require tokens on a loopback address
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        split_listen(v)
+        return v
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def loopback(self) -> bool:
+        import ipaddress
+
+        host = self.host
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: it may resolve anywhere
+            return False
+
+    @property
+    def tokens_required(self) -> bool:
+        return self.require_tokens or not self.loopback
+
+
+def split_listen(v: str) -> tuple[str, int]:
+    """("host", port) of "host:port" or "[v6]:port"; ValueError with the reason otherwise."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9.-]+):(\d{1,5})", v.strip())
+    if not m:
+        raise ValueError(f"{v[:80]!r} is not host:port (e.g. 127.0.0.1:8321 or [::1]:8321)")
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port {port} is out of range (1-65535)")
+    return host, int(port)
+
+
 class Settings(_Model):
     data_dir: str = "data"
     log: LogSettings = LogSettings()
@@ -174,6 +224,7 @@ class Settings(_Model):
     parse: ParseConfig = ParseConfig()
     index: IndexConfig = IndexConfig()
     alerts: AlertSettings = AlertSettings()
+    web: WebSettings = WebSettings()
 
 
 def _shown_url(url: str) -> str:

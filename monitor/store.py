@@ -95,6 +95,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subscriptions ADD COLUMN created_ts REAL NOT NULL DEFAULT 0;
     CREATE INDEX IF NOT EXISTS articles_dead ON articles(indexed) WHERE indexed = 2;
     """,
+    # API tokens (raqib.web.tokens): only a hash of each token is kept.
+    """
+    CREATE TABLE IF NOT EXISTS api_tokens (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL, last_used REAL, revoked REAL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 INDEX_DEAD = 2  # `indexed` value of an article the index refused MAX_INDEX_ATTEMPTS times
@@ -504,6 +511,77 @@ class Store:
         return self.conn.execute(
             "SELECT delivery_id, subscription_id, article_id, channel, status, attempts, last_error, sent "
             "FROM outbox ORDER BY id").fetchall()
+
+    # ---- the web side (raqib.web.queries) ----
+
+    OUTBOX_STATES = {"pending": "status = 'pending' AND last_error IS NULL",
+                     "failed": "status = 'pending' AND last_error IS NOT NULL",
+                     "sent": "status = 'sent'", "all": "1"}
+
+    def outbox_page(self, state: str, limit: int, before: int | None = None) -> list[tuple]:
+        """(id, delivery id, subscription, article, channel, status, attempts, last error,
+        next attempt, created, sent) newest first; `failed` = still pending after an error."""
+        return self.conn.execute(
+            "SELECT id, delivery_id, subscription_id, article_id, channel, status, attempts, last_error, "
+            f"next_attempt, created, sent FROM outbox WHERE {self.OUTBOX_STATES[state]} AND id < ? "
+            "ORDER BY id DESC LIMIT ?", (before if before is not None else 2**63 - 1, limit)).fetchall()
+
+    def outbox_retry(self, ids: Sequence[int] | None, now: float) -> int:
+        """Make failed rows (these, or all) due at once; sent rows are left alone."""
+        with self._tx():
+            if ids is None:
+                return self.conn.execute("UPDATE outbox SET next_attempt = ? WHERE status = 'pending' "
+                                         "AND last_error IS NOT NULL", (now,)).rowcount
+            return sum(self.conn.execute("UPDATE outbox SET next_attempt = ? WHERE id = ? AND status = 'pending' "
+                                         "AND last_error IS NOT NULL", (now, i)).rowcount for i in ids)
+
+    def articles_after(self, rowid: int, limit: int = 500) -> list[tuple[int, Article]]:
+        """(rowid, article) stored after `rowid`, oldest first (the live stream follows it)."""
+        return [(r[0], row_to_article(r[1:])) for r in self.conn.execute(
+            f"SELECT rowid, {ARTICLE_COLUMNS} FROM articles WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (rowid, limit))]
+
+    def topic_counts(self) -> dict[str, int]:
+        """Stored articles per topic (/metrics)."""
+        return dict(self.conn.execute("SELECT topic, count(*) FROM article_topics GROUP BY topic").fetchall())
+
+    def ping(self) -> None:
+        """Raises when the database cannot be read (/readyz)."""
+        self.conn.execute("SELECT count(*) FROM meta").fetchone()
+
+    def article_rowid(self, article_id: str) -> int | None:
+        row = self.conn.execute("SELECT rowid FROM articles WHERE id = ?", (article_id,)).fetchone()
+        return row[0] if row else None
+
+    # ---- API tokens (raqib.web.tokens) ----
+
+    def token_add(self, token_id: str, name: str, scope: str, digest: str, created: float) -> None:
+        with self._tx():
+            self.conn.execute("INSERT INTO api_tokens (id, name, scope, hash, created) VALUES (?,?,?,?,?)",
+                              (token_id, name, scope, digest, created))
+
+    def token_scope(self, digest: str) -> tuple[str, str] | None:
+        """(id, scope) of the live token with this hash, None when unknown or revoked."""
+        row = self.conn.execute("SELECT id, scope FROM api_tokens WHERE hash = ? AND revoked IS NULL",
+                                (digest,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def token_used(self, token_id: str, when: float) -> None:
+        with self._tx():
+            self.conn.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (when, token_id))
+
+    def token_rows(self) -> list[tuple]:
+        """(id, name, scope, created, last used, revoked) of every token, oldest first."""
+        return self.conn.execute("SELECT id, name, scope, created, last_used, revoked FROM api_tokens "
+                                 "ORDER BY created, id").fetchall()
+
+    def token_revoke(self, token_id: str, when: float) -> bool:
+        with self._tx():
+            return self.conn.execute("UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL",
+                                     (when, token_id)).rowcount > 0
+
+    def live_tokens(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM api_tokens WHERE revoked IS NULL").fetchone()[0]
 
     # ---- for the embedded search index (indexers.tantivy_index) -------------------------------
     # The tantivy index keeps article rowids; the rows themselves stay here.

@@ -116,6 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("remove", help="remove a subscription")
     _common(p)
     p.add_argument("id")
+    p = sub.add_parser("web", help="serve the web app and API alone over a data dir (read side, no poller)")
+    _common(p)
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default: web.listen)")
+
+    pt = sub.add_parser("tokens", help="API tokens (needed for the API off loopback)")
+    _common(pt)
+    tsub = pt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = tsub.add_parser("create", help="create a token; it is shown once, only its hash is kept")
+    _common(p)
+    p.add_argument("--scope", choices=["read", "admin"], required=True)
+    p.add_argument("--name", default="", help="what the token is for")
+    p = tsub.add_parser("list", help="tokens with scope, creation, last use (never the token)")
+    _common(p)
+    p = tsub.add_parser("revoke", help="revoke a token by its id")
+    _common(p)
+    p.add_argument("id")
+
     pi = sub.add_parser("index", help="index operations")
     _common(pi)
     isub = pi.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -177,7 +194,7 @@ def _main(args) -> int:
         setup_logging(level, config.settings.log.json_format)
         handler = {"run": cmd_run, "once": cmd_once, "search": cmd_search, "trends": cmd_trends,
                    "subscriptions": cmd_subscriptions, "feeds": cmd_feeds,
-                   "index": cmd_index}[args.command]
+                   "index": cmd_index, "web": cmd_web, "tokens": cmd_tokens}[args.command]
         return handler(args, config)
     except ConfigError as e:
         print(f"raqib: configuration error: {e}", file=sys.stderr)
@@ -208,6 +225,58 @@ def cmd_run(args, config) -> int:
 
     asyncio.run(Service(config).run())
     return 0
+
+
+def cmd_web(args, config) -> int:
+    from raqib.web.server import serve_alone
+
+    if args.listen:
+        from dataclasses import replace as dc_replace
+
+        from monitor.config import WebSettings
+
+        try:
+            web = WebSettings(listen=args.listen, enabled=True,
+                              require_tokens=config.settings.web.require_tokens)
+        except ValueError as e:
+            raise ConfigError(f"--listen: {e.errors()[0]['msg'] if hasattr(e, 'errors') else e}") from None
+        config = dc_replace(config, settings=config.settings.model_copy(update={"web": web}))
+    asyncio.run(serve_alone(config))
+    return 0
+
+
+def cmd_tokens(args, config) -> int:
+    from monitor.store import Store
+    from raqib.web import tokens
+
+    store = Store(config.data_dir / "raqib.db")
+    try:
+        if args.action == "create":
+            token_id, token = tokens.create(store, args.scope, args.name)
+            if args.json:
+                print(json.dumps({"id": token_id, "scope": args.scope, "name": args.name, "token": token}))
+            else:
+                print(token)
+                print(f"token {token_id} ({args.scope}) created; it is shown only now, keep it safe",
+                      file=sys.stderr)
+            return 0
+        if args.action == "list":
+            rows = tokens.listing(store)
+            if args.json:
+                print(json.dumps([t.json() for t in rows]))
+            else:
+                for t in rows:
+                    j = t.json()
+                    state = f"revoked {j['revoked']}" if t.revoked else f"last used {j['last_used'] or 'never'}"
+                    print(f"{t.id}\t{t.scope}\t{j['created']}\t{state}\t{t.name}")
+            return 0
+        if not tokens.revoke(store, args.id):
+            print(f"raqib: no live token with id {args.id!r}", file=sys.stderr)
+            return 1
+        print(f"token {args.id} revoked")
+        return 0
+    finally:
+        store.close()
 
 
 def cmd_once(args, config) -> int:

@@ -24,7 +24,7 @@ from alerts.message import AlertItem
 from alerts.subscriptions import Subscription, load_all, version
 from indexers.base import ArticleIndex
 from indexers.factory import make_index
-from monitor import intervals
+from monitor import intervals, metrics
 from monitor import analysis
 from monitor.analysis import analyze_article, remember
 from monitor.config import Config, FeedConfig
@@ -347,6 +347,7 @@ class Pipeline:
                 finally:
                     self._reserved -= reserved
                 report.new, report.updated, report.unchanged = len(d.new), len(d.updated), d.unchanged
+                metrics.publish_to_fetch.observe_many((now - a.published).total_seconds() for a in d.new)
         except Exception as e:  # whatever failed, it is this feed's recorded error, with back-off
             if isinstance(e, FeedError):
                 reason = e.reason
@@ -356,6 +357,7 @@ class Pipeline:
             retry_after = e.retry_after if isinstance(e, RetryLater) else None
             report.status = "retry-later" if retry_after is not None else "error"
             report.error = reason
+            metrics.count(metrics.poll_errors, metrics.error_kind(e))
             count = state.error_count + 1
             base = state.interval or feed.interval or sched.default_interval
             delay = intervals.error_delay(base, count, sched, retry_after)
@@ -366,6 +368,7 @@ class Pipeline:
                                             "errors_in_a_row": count, "retry_in": round(delay)})
         report.elapsed = time.monotonic() - started
         report.next_due = new_state.next_due
+        metrics.count(metrics.polls, report.status)
         if report.status == "ok":
             log.info("feed polled", extra={"feed": feed.id, "items": report.items, "new": report.new,
                                            "updated": report.updated, "seconds": round(report.elapsed, 3)})
@@ -446,8 +449,11 @@ class Pipeline:
                 except IndexError_ as e:
                     log.error("alert matching unavailable; articles stay queued", extra={"error": str(e)[:500]})
                     break
+                queued = time.time()
                 added = await self.db(outbox.enqueue_and_mark, self.store, items,
-                                      [p.key for p in pending], time.time())
+                                      [p.key for p in pending], queued)
+                fetched = {p.article.id: p.article.fetched.timestamp() for p in pending}
+                metrics.fetch_to_alert.observe_many(queued - fetched[it.article_id] for _, it in items)
                 report.matched += len(pending)
                 report.alerts += added
                 if len(pending) < batch:

@@ -114,6 +114,7 @@ class Service:
         self.in_flight: set[asyncio.Task] = set()
         self.grace = config.settings.schedule.shutdown_grace
         self.counts: Counter[str] = Counter()
+        self.web = None  # the web app's server (web.enabled), bound in _run before the poller starts
 
     async def run(self) -> None:
         with DataDirLock(self.config.data_dir, "run"):
@@ -123,6 +124,18 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._request_stop, sig)
+        if self.config.settings.web.enabled:
+            from raqib.web.server import WebServer
+
+            self.web = WebServer(self.config)  # a taken port or a missing token stops us here
+        try:
+            await self._serve()
+        finally:
+            if self.web is not None:
+                await self.web.stop()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
         async with Pipeline(self.config) as p:
             self.pipeline = p
             # Scheduled polls share the fetch budget (fetch.total_limit), so bodies cannot pile
@@ -148,10 +161,14 @@ class Service:
                 log.info("feed scheduled", extra={"feed": feed.id, "next_poll": first.isoformat(timespec="seconds"),
                                                   "interval": round(interval)})
             self.scheduler.start()
+            if self.web is not None:
+                await self.web.start(p)
             log.info("service started", extra={"feeds": len(feeds), "data_dir": str(self.config.data_dir)})
             summary = asyncio.create_task(self._summaries(min(300.0, sched.default_interval)))
             await self.stop.wait()
             summary.cancel()
+            if self.web is not None:  # before the pipeline closes: no request reaches a closed store
+                await self.web.stop()
             log.info("stopping: finishing polls in flight", extra={"in_flight": len(self.in_flight)})
             # Pause, not shut down: APScheduler's shutdown cancels the running jobs at once,
             # and polls in flight deserve their grace period first.

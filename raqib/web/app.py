@@ -1,24 +1,84 @@
-"""Builds the FastAPI app from a WebContext: API routers, pages, errors as problem JSON."""
+"""Builds the FastAPI app from a WebContext: API routers, pages, errors as problem JSON,
+strict security headers, and the OpenAPI docs served from vendored files (no CDN)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from raqib import __version__
-from raqib.web import api, api_sources, pages, problems
-from raqib.web.context import WebContext
+from raqib.web import api, api_sources, feeds_out, ops, pages, problems
+from raqib.web.auth import require_scope
+from raqib.web.context import WebContext, ctx_of  # noqa: F401  (ctx_of: routers import it here)
+
+STATIC = Path(__file__).parent / "static"
+
+# No inline script, nothing from another host, never framed. Styles may be set by script
+# through the CSSOM (Swagger UI does) but not by inline <style> or style="" in markup.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
 
 
 def create_app(ctx: WebContext) -> FastAPI:
-    app = FastAPI(title="Raqib", version=__version__, openapi_url="/openapi.json", docs_url="/docs")
+    app = FastAPI(title="Raqib", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
+                  description="Search, trends, topics, alerts and feeds of a Raqib news monitor. "
+                              "Errors are RFC 9457 problem JSON.")
     app.state.ctx = ctx
     problems.install(app)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    read = [Depends(require_scope("read"))]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=read)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=read)
+    async def docs() -> HTMLResponse:
+        return _docs_page()
+
+    app.mount("/static/swagger-ui", StaticFiles(directory=STATIC / "swagger-ui"), name="swagger-ui")
+    app.include_router(ops.router)
     app.include_router(api.router)
     app.include_router(api_sources.router)
+    app.include_router(feeds_out.router)
     app.include_router(pages.router)
     return app
 
 
-def ctx_of(request: Request) -> WebContext:
-    """The dependency handlers use to reach the store, index and pipeline."""
-    return request.app.state.ctx
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Raqib API</title>
+<link rel="stylesheet" href="/static/swagger-ui/swagger-ui.css">
+<link rel="icon" href="/static/swagger-ui/favicon-32x32.png">
+</head><body><div id="swagger-ui"></div>
+<script src="/static/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-ui/init.js"></script>
+</body></html>
+"""
+
+
+def _docs_page() -> HTMLResponse:
+    """FastAPI's Swagger page loads from a CDN and starts with an inline script; this one loads
+    the vendored bundle and a start-up file from this server."""
+    return HTMLResponse(DOCS_PAGE)

@@ -1,5 +1,10 @@
-"""API tokens and scopes. PLACEHOLDER (allows everything) until the API helper lands tokens:
-`require_scope("read"|"admin")` is the dependency every route uses; `verify_token` checks one."""
+"""API tokens and scopes for every route: `require_scope("read"|"admin")` is the dependency,
+`verify_token(ctx, token)` the one check (the pages' login uses it with the same tokens).
+
+Tokens are required when `web.listen` is not a loopback address (or `web.require_tokens`);
+on loopback a request without a token is served as admin, and one that sends a token must
+send a valid one. A session layer (the pages' login) may set `request.state.scope` to the
+scope of a token it verified; that counts as the token."""
 
 from __future__ import annotations
 
@@ -7,16 +12,54 @@ from typing import Literal
 
 from fastapi import Request
 
+from raqib.web.problems import Problem
+from raqib.web.tokens import grants
+
 Scope = Literal["read", "admin"]
 
 
 def verify_token(ctx, token: str) -> Scope | None:
-    """The scope a token grants, or None when it is unknown or revoked."""
-    return None
+    """The scope a token grants, or None when it is unknown or revoked (blocks briefly on the
+    web side's store thread; async code can `await ctx.db(ctx.verifier.check, ctx.store, t)`)."""
+    return ctx.db_sync(ctx.verifier.check, ctx.store, token)  # type: ignore[return-value]
+
+
+def bearer(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer …` header; None when there is no header."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    kind, _, token = header.partition(" ")
+    if kind.lower() != "bearer" or not token.strip():
+        raise Problem(401, "Unauthorized", "the Authorization header must be `Bearer <token>`",
+                      headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+async def scope_of(request: Request) -> str | None:
+    """The scope this request carries (token or session), None when it carries none."""
+    ctx = request.app.state.ctx
+    token = bearer(request)
+    if token is None:
+        return getattr(request.state, "scope", None)
+    scope = await ctx.db(ctx.verifier.check, ctx.store, token)
+    if scope is None:
+        raise Problem(401, "Unauthorized", "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+    return scope
 
 
 def require_scope(scope: Scope):
     async def dependency(request: Request) -> None:
+        ctx = request.app.state.ctx
+        have = await scope_of(request)
+        if have is None:
+            if not ctx.config.settings.web.tokens_required:
+                return None  # loopback: whoever can reach the port is the local user
+            raise Problem(401, "Unauthorized", "this server requires an API token: "
+                          "send `Authorization: Bearer <token>` (create one with `raqib tokens create`)",
+                          headers={"WWW-Authenticate": "Bearer"})
+        if not grants(have, scope):
+            raise Problem(403, "Forbidden", f"this needs a token with scope {scope!r}")
         return None
 
     return dependency
