@@ -9,6 +9,8 @@ Rules for implementations:
 - All datetimes are aware UTC.
 - `facets(query)` counts the query's matches by topic, source (exact feed id), language and
   publication day (UTC), shaped by `facet_lists` so both backends answer alike.
+- `delete(ids)` removes these articles' documents (retention); ids not in the index are no
+  error. It returns after the deletion is durable, and raises IndexError_ when it cannot.
 - Optional: `async clear()` removes every document; `raqib index reindex` calls it (when the
   backend has it) before it queues the whole store again.
 """
@@ -63,6 +65,8 @@ class ArticleIndex(Protocol):
     async def facets(self, query: str) -> Facets: ...
 
     async def count(self) -> int: ...
+
+    async def delete(self, ids: Sequence[str]) -> None: ...
 
     async def health(self) -> dict:
         """{"status": "green" | "yellow" | "red", …}: measured, never assumed."""

@@ -613,6 +613,15 @@ class EngineIndex:
         if unserializable:
             raise BulkIndexError(unserializable, list(docs))
 
+    async def delete(self, ids: Sequence[str]) -> None:
+        """Remove these articles from whichever time-based index holds each (retention)."""
+        if not ids:
+            return
+        await self._ensure_ready()
+        targets = await self._targets(list(ids))
+        await self._bulk([({"delete": {"_index": targets[i], "_id": i}}, None) for i in ids], list(ids),
+                         ignore_missing_deletes=True, refresh=self.refresh_mode)
+
     # ---- reading ----
 
     async def _search(self, index: str, body: dict, what: str = "search") -> dict:

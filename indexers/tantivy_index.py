@@ -270,6 +270,22 @@ class TantivyIndex:
             w.rollback()
             raise IndexError_(f"{self.path}: indexing failed: {e}") from None
 
+    async def delete(self, ids: Sequence[str]) -> None:
+        await self._run(self.delete_sync, ids)
+
+    def delete_sync(self, ids: Sequence[str]) -> None:
+        """Remove these articles' documents (retention); returns after the commit."""
+        if not ids:
+            return
+        w = self._writer_()
+        try:
+            for aid in ids:
+                w.delete_documents_by_term("id", aid)
+            w.commit()
+        except (ValueError, OSError) as e:
+            w.rollback()
+            raise IndexError_(f"{self.path}: deleting documents failed: {e}") from None
+
     def clear_sync(self) -> None:
         """Remove every document (`raqib index reindex` starts from nothing); a directory
         that cannot be opened is deleted and created anew."""

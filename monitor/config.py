@@ -216,8 +216,13 @@ def split_listen(v: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class RetentionSettings(_Model):
+    days: float = Field(0, ge=0, le=100 * 365)  # 0 keeps articles forever
+
+
 class Settings(_Model):
     data_dir: str = "data"
+    retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
     fetch: FetchConfig = FetchConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -270,7 +275,8 @@ class FeedConfig(_Model):
 
 
 class FeedsFile(_Model):
-    feeds: tuple[FeedConfig, ...] = Field(max_length=100_000)
+    # May be empty: feeds can also be added with the CLI, the API or the pages (the database).
+    feeds: tuple[FeedConfig, ...] = Field((), max_length=100_000)
 
     @model_validator(mode="after")
     def _unique(self) -> FeedsFile:

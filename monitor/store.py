@@ -102,6 +102,18 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL, last_used REAL, revoked REAL
     );
     """,
+    # 2 (sources): feeds managed in the database (feeds.yaml's marked origin 'file'), paused
+    # subscriptions, and an outbox index by article (retention deletes a deleted article's alerts).
+    """
+    CREATE TABLE IF NOT EXISTS feed_list (
+        id TEXT PRIMARY KEY, url TEXT NOT NULL UNIQUE, name TEXT NOT NULL DEFAULT '',
+        language TEXT NOT NULL DEFAULT '', interval REAL, enabled INTEGER NOT NULL DEFAULT 1,
+        origin TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL
+    );
+    ALTER TABLE subscriptions ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS outbox_article ON outbox(article_id);
+    CREATE INDEX IF NOT EXISTS articles_fetched ON articles(fetched);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 INDEX_DEAD = 2  # `indexed` value of an article the index refused MAX_INDEX_ATTEMPTS times
@@ -222,6 +234,42 @@ class Store:
     def save_feed_state(self, st: FeedState) -> None:
         with self._tx():
             self._save_feed(st)
+
+    # ---- the feed list (monitor.feedlist decides; this stores) ----
+
+    FEED_LIST_COLUMNS = "id, url, name, language, interval, enabled, origin, created, updated"
+
+    def feed_list_rows(self) -> list[tuple]:
+        """Every listed feed in FEED_LIST_COLUMNS order, by id."""
+        return self.conn.execute(f"SELECT {self.FEED_LIST_COLUMNS} FROM feed_list ORDER BY id").fetchall()
+
+    def save_feed_entries(self, rows: Sequence[Sequence], remove: Iterable[str] = ()) -> None:
+        """Insert or replace listed feeds (by id; `created` is kept) and remove the ids in
+        `remove`, in one transaction that bumps the feed list's version."""
+        now = time.time()
+        with self._tx():
+            for i in remove:
+                self.conn.execute("DELETE FROM feed_list WHERE id = ?", (i,))
+            for r in rows:
+                self.conn.execute("DELETE FROM feed_list WHERE url = ? AND id != ?", (r[1], r[0]))
+                self.conn.execute(
+                    f"INSERT INTO feed_list ({self.FEED_LIST_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(id) DO UPDATE SET url=excluded.url, name=excluded.name, "
+                    "language=excluded.language, interval=excluded.interval, enabled=excluded.enabled, "
+                    "origin=excluded.origin, updated=excluded.updated", (*r[:7], now, now))
+            self._bump("feeds_version")
+
+    def _bump(self, key: str) -> None:
+        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, '1') "
+                          "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", (key,))
+
+    def meta_value(self, key: str) -> str:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else "0"
+
+    def articles_per_feed(self) -> dict[str, int]:
+        """feed url -> articles stored from it."""
+        return dict(self.conn.execute("SELECT feed_url, count(*) FROM articles GROUP BY feed_url"))
 
     # ---- articles ----
 
@@ -383,26 +431,41 @@ class Store:
             return gone
 
     def _bump_subscriptions(self) -> None:
-        self.conn.execute("INSERT INTO meta (key, value) VALUES ('subscriptions_version', '1') "
-                          "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+        self._bump("subscriptions_version")
 
     def subscription_rows(self, ids: Iterable[str] | None = None) -> list[tuple]:
-        """Rows in SUBSCRIPTION_COLUMNS order; created_ts is filled from `created` for rows
-        written before schema 1."""
+        """Rows in SUBSCRIPTION_COLUMNS order, then `paused`; created_ts is filled from
+        `created` for rows written before schema 1."""
         if ids is None:
-            rows = self.conn.execute(f"SELECT {self.SUBSCRIPTION_COLUMNS}, created FROM subscriptions "
+            rows = self.conn.execute(f"SELECT {self.SUBSCRIPTION_COLUMNS}, created, paused FROM subscriptions "
                                      "ORDER BY id").fetchall()
         else:
             wanted, rows = list(ids), []
             for i in range(0, len(wanted), 500):  # SQLite caps bound parameters
                 chunk = wanted[i:i + 500]
-                rows += self.conn.execute(f"SELECT {self.SUBSCRIPTION_COLUMNS}, created FROM subscriptions "
+                rows += self.conn.execute(f"SELECT {self.SUBSCRIPTION_COLUMNS}, created, paused FROM subscriptions "
                                           f"WHERE id IN ({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
         out = []
         for r in rows:
             created = r[9] or (from_iso(r[10]).timestamp() if r[10] else 0.0)  # type: ignore[union-attr]
-            out.append((*r[:9], created))
+            out.append((*r[:9], created, bool(r[11])))
         return out
+
+    def set_subscription_paused(self, sub_id: str, paused: bool) -> bool:
+        """Pause or resume one subscription; False when there is none with this id."""
+        with self._tx():
+            done = self.conn.execute("UPDATE subscriptions SET paused = ? WHERE id = ?",
+                                     (int(paused), sub_id)).rowcount > 0
+            if done:
+                self._bump_subscriptions()
+            return done
+
+    def subscription_outbox(self, sub_id: str, limit: int = 50) -> list[tuple]:
+        """The delivery log of one subscription, newest first: (article, channel, status,
+        attempts, last error, created, sent)."""
+        return self.conn.execute(
+            "SELECT article_id, channel, status, attempts, last_error, created, sent FROM outbox "
+            "WHERE subscription_id = ? ORDER BY id DESC LIMIT ?", (sub_id, limit)).fetchall()
 
     def subscriptions_version(self) -> tuple:
         """Changes whenever a subscription is added, changed or removed (a counter every write
@@ -619,6 +682,61 @@ class Store:
             self.conn.execute("UPDATE articles SET indexed = 0, index_attempts = 0, index_error = NULL")
             self.conn.execute("DROP TABLE articles_fts")
             return True
+
+    # ---- retention and statistics (monitor.retention decides; this deletes and counts) ----
+
+    def articles_older_than(self, cutoff: datetime, limit: int = 1000) -> list[str]:
+        """Ids of up to `limit` articles both published and fetched before `cutoff` (an old
+        article fetched just now stays, or the next poll would store it again)."""
+        c = iso(cutoff)
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM articles WHERE published < ? AND fetched < ? ORDER BY rowid LIMIT ?",
+            (c, c, limit))]
+
+    def delete_articles(self, ids: Sequence[str]) -> tuple[int, int]:
+        """Delete these articles, their topic rows and their outbox rows in one transaction;
+        returns (articles, outbox rows) deleted."""
+        arts = alerts = 0
+        with self._tx():
+            for i in range(0, len(ids), 500):
+                chunk = list(ids[i:i + 500])
+                marks = ",".join("?" * len(chunk))
+                alerts += self.conn.execute(f"DELETE FROM outbox WHERE article_id IN ({marks})", chunk).rowcount
+                arts += self.conn.execute(f"DELETE FROM articles WHERE id IN ({marks})", chunk).rowcount
+        return arts, alerts
+
+    def compact(self) -> str:
+        """Give freed pages back to the file system: switch the file to incremental
+        auto-vacuum once (a full VACUUM), then free pages incrementally. Returns what it did."""
+        if self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            self.conn.execute("VACUUM")
+            done = "vacuum"
+        else:
+            self.conn.execute("PRAGMA incremental_vacuum").fetchall()
+            done = "incremental"
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return done
+
+    def stats(self) -> dict:
+        """What `raqib db stats` shows: articles (per feed, per topic, oldest and newest),
+        pages, queues and outbox."""
+        n, oldest, newest = self.conn.execute(
+            "SELECT count(*), min(published), max(published) FROM articles").fetchone()
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return {
+            "articles": n, "oldest_published": oldest, "newest_published": newest,
+            "by_source": dict(self.conn.execute(
+                "SELECT source, count(*) FROM articles GROUP BY source ORDER BY 2 DESC, 1")),
+            "by_topic": dict(self.conn.execute(
+                "SELECT topic, count(*) FROM article_topics GROUP BY topic ORDER BY 2 DESC, 1")),
+            "database_bytes": page_size * pages, "free_bytes": page_size * free,
+            "queues": self.queue_counts(), "outbox": self.outbox_backlog(),
+            "subscriptions": self.conn.execute("SELECT count(*) FROM subscriptions").fetchone()[0],
+            "feeds_listed": self.conn.execute("SELECT count(*) FROM feed_list").fetchone()[0],
+        }
 
 
 def _statements(script: str) -> list[str]:

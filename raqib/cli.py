@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("remove", help="remove a subscription")
     _common(p)
     p.add_argument("id")
+    for action, what in (("pause", "stop alerting (matches meanwhile are not alerted)"), ("resume", "alert again")):
+        p = ssub.add_parser(action, help=f"{what}")
+        _common(p)
+        p.add_argument("id")
     p = sub.add_parser("web", help="serve the web app and API alone over a data dir (read side, no poller)")
     _common(p)
     p.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default: web.listen)")
@@ -147,6 +151,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = fsub.add_parser("list", help="each feed's state: last poll, errors, back-off, next due")
     _common(p)
     p = fsub.add_parser("check", help="fetch and parse each feed once; print a status table")
+    _common(p)
+    p = fsub.add_parser("add", help="add a feed (kept in the database; feeds.yaml's are changed there)")
+    _common(p)
+    p.add_argument("id")
+    p.add_argument("url")
+    p.add_argument("--name", default="")
+    p.add_argument("--language", default="")
+    p.add_argument("--interval", type=float, default=None, metavar="SECONDS", help="fixed poll interval")
+    p.add_argument("--disabled", action="store_true", help="add it without polling it yet")
+    p.add_argument("--replace", action="store_true", help="replace an existing feed with this id or url")
+    for action, what in (("remove", "remove a feed (its articles stay searchable)"),
+                         ("enable", "poll a feed again"), ("disable", "stop polling a feed")):
+        p = fsub.add_parser(action, help=what)
+        _common(p)
+        p.add_argument("id")
+    p = fsub.add_parser("import", help="add the feeds of an OPML file; each one refused is named with why")
+    _common(p)
+    p.add_argument("file", help="OPML file, or - for stdin")
+    p.add_argument("--replace", action="store_true", help="replace existing feeds with the same id or url")
+    p = fsub.add_parser("export", help="write every feed as OPML")
+    _common(p)
+    p.add_argument("file", nargs="?", default="-", help="output file (default: stdout)")
+    pd = sub.add_parser("db", help="database operations")
+    _common(pd)
+    dsub = pd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = dsub.add_parser("stats", help="articles (per feed, per topic, oldest, newest), file sizes, queues, outbox")
     _common(p)
     return ap
 
@@ -194,7 +224,7 @@ def _main(args) -> int:
         setup_logging(level, config.settings.log.json_format)
         handler = {"run": cmd_run, "once": cmd_once, "search": cmd_search, "trends": cmd_trends,
                    "subscriptions": cmd_subscriptions, "feeds": cmd_feeds,
-                   "index": cmd_index, "web": cmd_web, "tokens": cmd_tokens}[args.command]
+                   "index": cmd_index, "web": cmd_web, "tokens": cmd_tokens, "db": cmd_db}[args.command]
         return handler(args, config)
     except ConfigError as e:
         print(f"raqib: configuration error: {e}", file=sys.stderr)
@@ -203,8 +233,11 @@ def _main(args) -> int:
         print(f"raqib: bad query: {e}", file=sys.stderr)
         return 2
     except RaqibError as e:
-        print(f"raqib: {e}", file=sys.stderr)
-        return 1
+        # feed-list and subscription changes say what kind of refusal it is (see feedlist)
+        kind = getattr(e, "kind", "")
+        hint = "; use --replace to replace it" if kind == "exists" else ""
+        print(f"raqib: {e}{hint}", file=sys.stderr)
+        return 2 if kind in ("invalid", "exists", "managed") else 1
     except OSError as e:  # a file or directory the user named cannot be used: their words
         where = f": {e.filename}" if e.filename else ""
         print(f"raqib: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
@@ -213,9 +246,27 @@ def _main(args) -> int:
         return 130
 
 
+def _store(config):
+    from monitor.store import Store
+
+    return Store(config.data_dir / "raqib.db")
+
+
+def _feeds(config) -> list:
+    """The feeds a start would poll: feeds.yaml ∪ those added in the database."""
+    from monitor import feedlist
+
+    store = _store(config)
+    try:
+        return feedlist.effective(store, config.feeds)
+    finally:
+        store.close()
+
+
 def _need_feeds(config) -> None:
-    if not any(f.enabled for f in config.feeds):
-        raise ConfigError(f"{config.config_dir / 'feeds.yaml'}: no enabled feed: at least one feed is needed")
+    if not any(f.enabled for f in _feeds(config)):
+        raise ConfigError(f"{config.config_dir / 'feeds.yaml'}: no enabled feed, there or in the database "
+                          "(`raqib feeds add`): at least one feed is needed")
 
 
 def cmd_run(args, config) -> int:
@@ -284,7 +335,7 @@ def cmd_once(args, config) -> int:
 
     _need_feeds(config)
 
-    feeds = [f for f in config.feeds if f.enabled]
+    feeds = [f for f in _feeds(config) if f.enabled]
     if sys.stderr.isatty() and not args.quiet:
         from rich.progress import Progress
 
@@ -327,9 +378,11 @@ def check_query(config, query: str, stored_sources=()) -> None:
 def cmd_search(args, config) -> int:
     from monitor.store import Store
 
+    from alerts.subscriptions import known_sources
+
     store = Store(config.data_dir / "raqib.db")
     try:
-        check_query(config, args.query, store.sources())
+        check_query(config, args.query, known_sources(config, store))
     finally:
         store.close()
 
@@ -425,74 +478,86 @@ BROAD_RULE_SHARE = 0.05  # `subscriptions add` warns above this share of the sto
 BROAD_RULE_MIN_STORED = 100  # ... once there are enough articles for a share to mean something
 
 
+def _may_replace(args, what: str) -> bool:
+    """Overwriting needs --replace, or a yes on a terminal; a pipe never consents."""
+    if args.replace:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(f"{what} exists; replace it? [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
 def cmd_subscriptions(args, config) -> int:
     from alerts import subscriptions as subs
-    from monitor.store import Store
 
-    store = Store(config.data_dir / "raqib.db")
+    store = _store(config)
     try:
-        managed = {c.id for c in config.alerts.subscriptions}  # alerts.yaml is the truth for its own
         if args.action == "list":
             rows = subs.load_all(store)
             if args.json:
-                print(json.dumps([s.__dict__ for s in rows], ensure_ascii=False, default=list))
+                print(json.dumps([subs.as_dict(s) for s in rows], ensure_ascii=False))
             for s in [] if args.json else rows:
                 extra = (f" throttle={s.throttle_max}/{int(s.throttle_per or 3600)}s" if s.throttle_max else "") + (
-                    f" digest={s.digest_minutes:g}min" if s.digest_minutes else "")
+                    f" digest={s.digest_minutes:g}min" if s.digest_minutes else "") + (" PAUSED" if s.paused else "")
                 print(_display(args, f"{s.id}\t{s.query}\t→ {', '.join(s.channels)}{extra}\t({s.origin})"))
             return 0
-        existing = {s.id: s for s in subs.load_all(store)}
-        mine = existing.get(args.id)
-        if args.id in managed or (mine is not None and mine.origin == "file"):
-            print(f"raqib: subscription {args.id!r} is defined in alerts.yaml; change it there",
-                  file=sys.stderr)
-            return 2
         if args.action == "remove":
-            if not subs.remove(store, args.id):
-                print(f"raqib: no subscription {args.id!r}", file=sys.stderr)
-                return 1
+            subs.delete(config, store, args.id)
             print(f"removed {args.id}")
             return 0
-        # add
-        if mine is not None and not args.replace:
-            print(f"raqib: subscription {args.id!r} exists ({mine.query}); use --replace to replace it",
-                  file=sys.stderr)
-            return 2
-        check_query(config, args.query)
-        unknown = [c for c in args.channel if c not in config.alerts.channels]
-        if unknown:
-            raise ConfigError(f"unknown channel {unknown[0]!r}; channels in alerts.yaml: "
-                              f"{', '.join(config.alerts.channels) or 'none'}")
-        tmax, tper = _checked_schedule(args)
-        page = asyncio.run(_preview(config, args.query))
-        print(f"{page.total} stored articles match {args.query!r}" + (":" if page.hits else "."))
-        stored = store.count()
-        if stored >= BROAD_RULE_MIN_STORED and page.total > BROAD_RULE_SHARE * stored:
-            print(f"raqib: warning: this rule matches {page.total / stored:.0%} of the stored articles and would "
-                  "alert on as large a share of new ones; narrow it (more words, a phrase, a filter)", file=sys.stderr)
-        if page.total:
-            print("(a new subscription alerts only on articles stored from now on)")
-        for h in page.hits:
-            print(_display(args, f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.highlights.get('title')}"))
-        if args.dry_run:
+        if args.action in ("pause", "resume"):
+            subs.set_paused(config, store, args.id, args.action == "pause")
+            print(f"{args.action}d {args.id}")
             return 0
-        if not args.yes:
-            if not sys.stdin.isatty():  # a piped "n" or nothing at all is no consent
-                print("raqib: not saved: stdin is not a terminal; add --yes to save", file=sys.stderr)
-                return 2
-            try:
-                answer = input("save this subscription? [y/N] ")
-            except EOFError:
-                answer = ""
-            if answer.strip().lower() not in ("y", "yes"):
-                print("not saved")
-                return 1
-        subs.save(store, subs.Subscription(args.id, args.name or args.id, args.query, tuple(args.channel),
-                                           tmax, tper, args.digest, "cli", args.backfill))
-        print(f"saved {args.id}")
-        return 0
+        return _subscription_add(args, config, store)
     finally:
         store.close()
+
+
+def _subscription_add(args, config, store) -> int:
+    from alerts import subscriptions as subs
+
+    tmax, tper = _checked_schedule(args)
+    values = {"id": args.id, "query": args.query, "channels": args.channel, "name": args.name,
+              "throttle": {"max": tmax, "per": tper} if tmax else None, "digest_minutes": args.digest,
+              "backfill": args.backfill}
+    exists = bool(subs.load_all(store, [args.id]))
+    subs.refuse_managed(config, store, args.id, "change")
+    if exists and not args.replace and (args.yes or not sys.stdin.isatty()):
+        raise subs.SubscriptionError("exists", f"subscription {args.id!r} exists ({subs.get(store, args.id).query})")
+    subs.validated(config, values, subs.known_sources(config, store))
+    page = asyncio.run(_preview(config, args.query))
+    print(f"{page.total} stored articles match {args.query!r}" + (":" if page.hits else "."))
+    stored = store.count()
+    if stored >= BROAD_RULE_MIN_STORED and page.total > BROAD_RULE_SHARE * stored:
+        print(f"raqib: warning: this rule matches {page.total / stored:.0%} of the stored articles and would "
+              "alert on as large a share of new ones; narrow it (more words, a phrase, a filter)", file=sys.stderr)
+    if page.total:
+        print("(a new subscription alerts only on articles stored from now on)")
+    for h in page.hits:
+        print(_display(args, f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.highlights.get('title')}"))
+    if args.dry_run:
+        return 0
+    if exists and not _may_replace(args, f"subscription {args.id!r}"):
+        print("not saved")
+        return 1
+    if not args.yes:
+        if not sys.stdin.isatty():  # a piped "n" or nothing at all is no consent
+            print("raqib: not saved: stdin is not a terminal; add --yes to save", file=sys.stderr)
+            return 2
+        try:
+            answer = input("save this subscription? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not saved")
+            return 1
+    subs.create(config, store, values, "cli", replace=exists)
+    print(f"saved {args.id}")
+    return 0
 
 
 def _checked_schedule(args) -> tuple[int | None, float | None]:
@@ -615,48 +680,95 @@ def _print_status(st: dict) -> None:
         show(k, v)
 
 
-def _feed_rows(config) -> list[dict]:
-    """Configured feeds with what the store remembers of them (stable keys for --json)."""
-    from monitor.store import Store
+def cmd_feeds(args, config) -> int:
+    if args.action == "check":
+        return _feeds_check(args, config)
+    from monitor import feedlist
 
-    store = Store(config.data_dir / "raqib.db")
+    store = _store(config)
     try:
-        states = store.feed_states()
+        feedlist.sync_from_config(store, config.feeds)  # what feeds.yaml says now is what is managed
+        if args.action == "list":
+            return _feeds_list(args, feedlist.status(store))
+        if args.action == "add":
+            values = {"id": args.id, "url": args.url, "name": args.name, "language": args.language,
+                      "interval": args.interval, "enabled": not args.disabled}
+            try:
+                feedlist.add(store, values, "cli", replace=args.replace)
+            except feedlist.FeedListError as e:
+                if e.kind != "exists" or not _may_replace(args, f"feed {args.id!r}"):
+                    raise
+                feedlist.add(store, values, "cli", replace=True)
+            print(f"added {args.id}")
+        elif args.action == "remove":
+            feedlist.remove(store, args.id)
+            print(f"removed {args.id}")
+        elif args.action in ("enable", "disable"):
+            feedlist.set_enabled(store, args.id, args.action == "enable")
+            print(f"{args.action}d {args.id}")
+        elif args.action == "import":
+            data = sys.stdin.buffer.read(feedlist.OPML_MAX_BYTES + 1) if args.file == "-" else _read_capped(
+                args.file, feedlist.OPML_MAX_BYTES + 1)
+            report = feedlist.import_opml(store, data, "opml", replace=args.replace)
+            if args.json:
+                print(json.dumps(report.as_dict(), ensure_ascii=False))
+            else:
+                print(f"added {len(report.added)}, replaced {len(report.replaced)}, skipped {len(report.skipped)}")
+                for line in report.skipped:
+                    print(f"raqib: skipped {line}", file=sys.stderr)
+            return 1 if report.skipped else 0
+        elif args.action == "export":
+            data = feedlist.export_opml(store)
+            if args.file == "-":
+                sys.stdout.buffer.write(data)
+            else:
+                with open(args.file, "wb") as f:
+                    f.write(data)
+        return 0
     finally:
         store.close()
-    now = datetime.now(UTC)
-    rows = []
-    for f in config.feeds:
-        st = states.get(f.url)
-        when = lambda dt: dt.isoformat(timespec="seconds") if dt else None  # noqa: E731
-        rows.append({
-            "id": f.id, "url": f.url, "enabled": f.enabled,
-            "last_poll": when(st and st.last_fetched), "last_new": when(st and st.last_new),
-            "errors_in_a_row": st.error_count if st else 0, "last_error": (st.last_error if st else None),
-            "backing_off_until": when(st.next_due) if st and st.error_count and st.next_due and st.next_due > now
-            else None,
-            "next_due": when(st and st.next_due),
-            "interval_seconds": round(st.interval) if st and st.interval else None})
-    return rows
 
 
-def cmd_feeds(args, config) -> int:
-    if args.action == "list":
-        rows = _feed_rows(config)
-        failing = 1 if any(r["errors_in_a_row"] for r in rows) else 0
-        if args.json:
-            print(json.dumps(rows, ensure_ascii=False))
-            return failing
-        from rich.console import Console
-        from rich.table import Table
+def _read_capped(path: str, limit: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(limit)
 
-        t = Table("feed", "last poll", "errors", "next due", "last error")
-        for r in rows:
-            t.add_row(r["id"] + ("" if r["enabled"] else " (disabled)"), r["last_poll"] or "never",
-                      str(r["errors_in_a_row"]), r["next_due"] or "at start", (r["last_error"] or "")[:80])
-        Console().print(t)
+
+def _feeds_list(args, rows: list[dict]) -> int:
+    failing = 1 if any(r["errors_in_a_row"] for r in rows) else 0
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
         return failing
-    return _feeds_check(args, config)
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("feed", "origin", "last poll", "articles", "errors", "next due", "last error")
+    for r in rows:
+        t.add_row(r["id"] + ("" if r["enabled"] else " (disabled)"), r["managed_by"] or r["origin"],
+                  r["last_poll"] or "never", str(r["articles"]), str(r["errors_in_a_row"]),
+                  r["next_due"] or "at start", (r["last_error"] or "")[:80])
+    Console().print(t)
+    return failing
+
+
+def cmd_db(args, config) -> int:
+    """`raqib db stats`: what is stored, how big the files are, what is waiting."""
+    store = _store(config)
+    try:
+        st = store.stats()
+    finally:
+        store.close()
+    files = {p.name: p.stat().st_size for p in sorted(config.data_dir.glob("raqib.db*")) if p.is_file()}
+    index_dir = config.data_dir / "index"
+    if index_dir.is_dir():
+        files["index/"] = sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file())
+    st["files"] = files
+    st["retention_days"] = config.settings.retention.days
+    if args.json:
+        print(json.dumps(st, ensure_ascii=False))
+    else:
+        _print_status(st)
+    return 0
 
 
 def _feeds_check(args, config) -> int:
@@ -685,7 +797,7 @@ def _feeds_check(args, config) -> int:
         workers = ParseWorkers.from_config(config)
         try:
             async with Fetcher(fetch_settings(config)) as fetcher:
-                return await asyncio.gather(*(check(f, fetcher, workers) for f in config.feeds))
+                return await asyncio.gather(*(check(f, fetcher, workers) for f in _feeds(config)))
         finally:
             workers.shutdown(wait=True, cancel_futures=True)
 

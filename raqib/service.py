@@ -19,6 +19,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from alerts.delivery import Deliverer, DeliveryReport, make_channels
 from alerts.subscriptions import sync_from_config
+from monitor import feedlist, retention
 from monitor.config import Config, FeedConfig
 from monitor.lock import DataDirLock
 from raqib.pipeline import DrainReport, FeedReport, Pipeline
@@ -32,6 +33,7 @@ async def start(pipeline: Pipeline) -> DrainReport:
     stale = await pipeline.db(pipeline.store.release_leases, None)
     if stale:
         log.info("released alerts leased by a process that died", extra={"alerts": stale})
+    await pipeline.db(feedlist.sync_from_config, pipeline.store, pipeline.config.feeds)
     await pipeline.db(sync_from_config, pipeline.store, pipeline.config.alerts.subscriptions)
     report = await pipeline.drain()
     if report.indexed or report.matched:
@@ -65,7 +67,7 @@ async def _once(p: Pipeline, config: Config, on_feed, feeds: list[FeedConfig] | 
     states = await p.db(p.store.feed_states)
     now = datetime.now(UTC)
     todo, skipped = [], []
-    for f in feeds or [f for f in config.feeds if f.enabled]:
+    for f in feeds or await p.db(feedlist.enabled, p.store):
         st = states.get(f.url)
         if not force and st and st.error_count and st.next_due and st.next_due > now:
             skipped.append(FeedReport(f.id, f.url, "backing-off", error=st.last_error or "",
@@ -148,18 +150,10 @@ class Service:
             sched = self.config.settings.schedule
             self.scheduler = AsyncIOScheduler(timezone=UTC, event_loop=loop)
             now = datetime.now(UTC)
-            feeds = [f for f in self.config.feeds if f.enabled]
+            feeds = await p.db(feedlist.enabled, p.store)
             for feed in feeds:
-                st = states.get(feed.url)
-                interval = (st.interval if st and st.interval else None) or feed.interval or sched.default_interval
-                first = st.next_due if st and st.next_due and st.next_due > now else (
-                    now + timedelta(seconds=random.uniform(0, min(10.0, len(feeds) * 0.05))))
-                self.scheduler.add_job(
-                    self._poll_job, IntervalTrigger(seconds=interval, jitter=sched.jitter),
-                    args=[feed], id=feed.id, name=feed.url, coalesce=True, max_instances=1,
-                    next_run_time=first, misfire_grace_time=int(interval))
-                log.info("feed scheduled", extra={"feed": feed.id, "next_poll": first.isoformat(timespec="seconds"),
-                                                  "interval": round(interval)})
+                self._schedule(feed, states.get(feed.url), now, len(feeds))
+            self._watch(feeds)
             self.scheduler.start()
             if self.web is not None:
                 await self.web.start(p)
@@ -231,6 +225,69 @@ class Service:
             log.exception("poll job failed", extra={"feed": feed.id})
         finally:
             self.in_flight.discard(task)
+
+    def _schedule(self, feed: FeedConfig, st, now: datetime, n_feeds: int) -> None:
+        """One job per feed: due when its state says (else soon, spread over the feeds), then
+        every adaptive/fixed interval with jitter (`_retime` moves it after each poll)."""
+        sched = self.config.settings.schedule
+        interval = (st.interval if st and st.interval else None) or feed.interval or sched.default_interval
+        first = st.next_due if st and st.next_due and st.next_due > now else (
+            now + timedelta(seconds=random.uniform(0, min(10.0, n_feeds * 0.05))))
+        if feed.interval and not (st and st.error_count):  # a fixed interval set or changed by the
+            interval = feed.interval                       # user wins (never over an error back-off)
+            first = min(first, now + timedelta(seconds=interval))
+        self.scheduler.add_job(
+            self._poll_job, IntervalTrigger(seconds=interval, jitter=sched.jitter),
+            args=[feed], id=feed.id, name=feed.url, coalesce=True, max_instances=1,
+            next_run_time=first, misfire_grace_time=int(interval), replace_existing=True)
+        log.info("feed scheduled", extra={"feed": feed.id, "next_poll": first.isoformat(timespec="seconds"),
+                                          "interval": round(interval)})
+
+    FEEDLIST_CHECK_SECONDS = 2.0  # how soon a feed added by the CLI, API or pages is scheduled
+
+    def _watch(self, feeds: list[FeedConfig]) -> None:
+        """Housekeeping jobs: follow the feed list in the database, and apply retention daily."""
+        self._feeds = {f.id: f for f in feeds}
+        self._feeds_version: str | None = None
+        self.scheduler.add_job(self._sync_feeds, IntervalTrigger(seconds=self.FEEDLIST_CHECK_SECONDS),
+                               id="raqib:feedlist", coalesce=True, max_instances=1,
+                               next_run_time=datetime.now(UTC))
+        if self.config.settings.retention.days:
+            self.scheduler.add_job(self._retention_job, IntervalTrigger(days=1), id="raqib:retention",
+                                   coalesce=True, max_instances=1,
+                                   next_run_time=datetime.now(UTC) + timedelta(seconds=5))
+
+    async def _sync_feeds(self) -> None:
+        """Schedule added feeds, unschedule removed or disabled ones, re-time edited ones, when
+        the feed list's version moved (a poll in flight finishes either way)."""
+        if self.stop.is_set():
+            return
+        p = self.pipeline
+        try:
+            v = await p.db(feedlist.version, p.store)
+            if v == self._feeds_version:
+                return
+            wanted = {f.id: f for f in await p.db(feedlist.enabled, p.store)}
+            states = await p.db(p.store.feed_states)
+        except Exception:
+            log.exception("could not read the feed list; the schedule stays as it is")
+            return
+        now = datetime.now(UTC)
+        for fid in set(self._feeds) - set(wanted):
+            if self.scheduler.get_job(fid):
+                self.scheduler.remove_job(fid)
+            log.info("feed unscheduled", extra={"feed": fid})
+        for fid, feed in wanted.items():
+            if self._feeds.get(fid) != feed:
+                self._schedule(feed, states.get(feed.url), now, len(wanted))
+        self._feeds, self._feeds_version = wanted, v
+
+    async def _retention_job(self) -> None:
+        p = self.pipeline
+        try:
+            await retention.apply(p.db, p.store, p.index, self.config.settings.retention.days)
+        except Exception:
+            log.exception("retention failed; it runs again tomorrow")
 
     def _retime(self, feed: FeedConfig, report: FeedReport) -> None:
         if report.next_due is None or self.stop.is_set():
