@@ -6,6 +6,7 @@ to the server under test and nowhere else."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
@@ -20,11 +21,13 @@ import pytest
 
 from monitor.arabic import forms, query_key, tokens
 from monitor.config import load_config
-from monitor.store import Store
+from alerts import subscriptions as subs
 from tests.corpus import ant_item, rss, rss_item, seed_text, topical_docs
 from tests.e2e_setup import write_config
 from tests.feedserver import FeedServer
-from tests.receivers import running_receiver
+from raqib.web import tokens as api_tokens
+from raqib.web.server import WebServer
+from tests.receivers import free_port, running_receiver
 
 pytestmark = pytest.mark.browser
 
@@ -42,6 +45,7 @@ class Site:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
+        self.servers: set[str] = set()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -75,31 +79,21 @@ class Site:
         self.config = load_config(cfg_dir)
         self.run_once = lambda: run_once(self.config)
         await self.run_once()
-        await self.serve()
+        self.web = await self.serve()
+        self.ctx, self.url = self.web.ctx, self.web.url
 
-    async def serve(self):
-        import uvicorn
-
-        from indexers.factory import make_index
-        from raqib.web.app import create_app
-        from raqib.web.context import WebContext
-        from tests.receivers import free_port
-
-        db = self.config.data_dir / "raqib.db"
-        self.ctx = WebContext(self.config, Store(db), make_index(self.config, db))
-        port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.ctx), host="127.0.0.1", port=port,
-                                                    log_level="warning", lifespan="off"))
-        self.serving = asyncio.ensure_future(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.02)
-        self.url = f"http://127.0.0.1:{port}"
+    async def serve(self, pipeline=None, **web) -> WebServer:
+        """The app as `raqib web` (no pipeline) or `raqib run` (with one) serves it."""
+        settings = self.config.settings.model_copy(update={"web": self.config.settings.web.model_copy(
+            update={"listen": f"127.0.0.1:{free_port()}", **web})})
+        server = WebServer(dataclasses.replace(self.config, settings=settings))
+        await server.start(pipeline)
+        server.url = f"http://127.0.0.1:{server.port}"
+        self.servers.add(f"127.0.0.1:{server.port}")  # where the browser may go
+        return server
 
     async def stop(self):
-        self.server.should_exit = True
-        await self.serving
-        await self.ctx.index.close()
-        self.ctx.close()
+        await self.web.stop()
         await self._receiver_cm.__aexit__(None, None, None)
         await self.feeds.stop()
 
@@ -120,7 +114,7 @@ def site(tmp_path_factory):
         yield s
     finally:
         try:
-            if hasattr(s, "server"):
+            if hasattr(s, "web"):
                 s.call(s.stop())
         finally:
             s.loop.call_soon_threadsafe(s.loop.stop)
@@ -145,10 +139,8 @@ def page(browser, site):
     ctx = browser.new_context(locale="ar", extra_http_headers={"Accept-Language": "ar"},
                               viewport={"width": 1200, "height": 900})
     foreign: list[str] = []
-    server = urlsplit(site.url).netloc
-
     def guard(route):
-        if urlsplit(route.request.url).netloc == server:
+        if urlsplit(route.request.url).netloc in site.servers:
             route.continue_()
         else:
             foreign.append(route.request.url)
@@ -331,6 +323,97 @@ def test_bad_query_is_one_line_not_a_traceback(site):
     r = _get(site, "/search?q=foo:bar")
     assert r.status_code == 400
     assert "foo" in r.text and "Traceback" not in r.text
+
+
+def _login(page, url: str, token: str) -> None:
+    page.fill("input[name=token]", token)
+    page.get_by_role("button", name="ادخل").click()
+    page.wait_for_load_state()
+
+
+def test_login_with_an_api_token_on_a_server_that_requires_one(site, page):
+    token_id, read_token = site.call(site.ctx.db(api_tokens.create, site.ctx.store, "read", "pages-test"))
+    locked = site.call(site.serve(require_tokens=True))
+    try:
+        page.goto(f"{locked.url}/search?q=الناتو")
+        assert urlsplit(page.url).path == "/login"
+        _login(page, locked.url, "raqib_not-a-real-token")
+        assert page.locator(".notice.error").inner_text() == "رمز غير معروف أو ملغى."
+        _login(page, locked.url, read_token)
+        assert urlsplit(page.url).path == "/search" and page.locator("article.hit").count() > 0  # back where it was
+        cookie = next(c for c in page.context.cookies() if c["name"] == "raqib_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        # a read token reads, but may not change anything
+        page.goto(f"{locked.url}/subscriptions")
+        page.fill("input[name=id]", "read-only-try")
+        page.fill("input[name=query]", "الناتو")
+        page.get_by_role("button", name="احفظ").click()
+        page.wait_for_load_state()
+        assert "admin" in page.locator(".notice.error").inner_text()
+        assert not any(s.id == "read-only-try" for s in site.call(site.ctx.db(subs.load_all, site.ctx.store)))
+        # logging out ends the session
+        page.get_by_role("button", name="خروج").click()
+        page.wait_for_load_state()
+        page.goto(f"{locked.url}/feeds")
+        assert urlsplit(page.url).path == "/login"
+        # so does revoking the token
+        _login(page, locked.url, read_token)
+        assert urlsplit(page.url).path == "/feeds"
+        site.call(site.ctx.db(api_tokens.revoke, site.ctx.store, token_id))
+        page.goto(f"{locked.url}/feeds")
+        assert urlsplit(page.url).path == "/login"
+        # the API behind the login is not open either
+        assert httpx.get(f"{locked.url}/api/v1/search?q=x", timeout=30).status_code == 401
+    finally:
+        site.call(locked.stop())
+
+
+def test_feeds_add_poll_remove_and_opml(site, page, tmp_path):
+    """Poll now needs the poller: this server runs with a pipeline, as under `raqib run`."""
+    from raqib.pipeline import Pipeline
+
+    async def start():
+        pipeline = Pipeline(site.config)
+        await pipeline.__aenter__()
+        return pipeline, await site.serve(pipeline)
+
+    pipeline, live = site.call(start())
+    try:
+        site.feeds.set_feed("/extra.xml", rss([rss_item("كورسك: معارك جديدة", "https://example.org/x1",
+                                                        "تقدم في منطقة كورسك", format_datetime(datetime.now(UTC)),
+                                                        guid="x1")]))
+        page.goto(f"{live.url}/feeds")
+        page.fill("form.editor input[name=id]", "extra")
+        page.fill("form.editor input[name=url]", site.feeds.url("/extra.xml"))
+        page.get_by_role("button", name="أضف مصدرًا").click()
+        page.wait_for_load_state()
+        assert page.locator("tr#feed-extra").count() == 1
+        page.locator("tr#feed-extra").get_by_role("button", name="اجلب الآن").click()
+        page.wait_for_load_state()
+        assert "extra" in page.locator("p.notice").inner_text()
+        assert page.locator("tr#feed-extra td.num").first.inner_text() == "1"  # one article stored
+        assert site.call(site.ctx.index.search("source:extra", limit=1)).total == 1
+        # a feeds.yaml feed cannot be removed here; this one can
+        assert page.locator("tr#feed-news").get_by_role("button", name="احذف").count() == 0
+        with page.expect_download() as dl:
+            page.get_by_role("link", name="صدّر القائمة (OPML)").click()
+        opml = Path(dl.value.path()).read_text(encoding="utf-8")
+        assert site.feeds.url("/extra.xml") in opml
+        page.locator("tr#feed-extra").get_by_role("button", name="احذف").click()
+        page.wait_for_load_state()
+        assert page.locator("tr#feed-extra").count() == 0
+        # and back through an OPML import
+        (tmp_path / "feeds.opml").write_text(opml, encoding="utf-8")
+        page.set_input_files("input[name=opml]", str(tmp_path / "feeds.opml"))
+        page.get_by_role("button", name="استورد OPML").click()
+        page.wait_for_load_state()
+        assert page.locator("tr#feed-extra").count() == 1
+        assert page.dialogs == [] and page.console_errors == []
+    finally:
+        async def stop():
+            await live.stop()
+            await pipeline.__aexit__(None, None, None)
+        site.call(stop())
 
 
 def test_screenshots(site, browser, tmp_path):

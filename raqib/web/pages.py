@@ -23,7 +23,7 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -33,10 +33,13 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
 
-from monitor.errors import QueryError
+from alerts import subscriptions as subs
+from monitor import feedlist
+from monitor.errors import QueryError, RaqibError
 from monitor.highlight import CLOSE, OPEN
-from monitor.hits import hit_json
-from raqib.web import auth, i18n
+from monitor.models import Match
+from raqib.web import api_sources, auth, i18n, queries
+from raqib.web.problems import Problem
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,19 +48,15 @@ STATIC = HERE / "static"
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
                   trim_blocks=True, lstrip_blocks=True)
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 SESSION_COOKIE = "raqib_session"
 SESSION_TTL = 12 * 3600
 MAX_SESSIONS = 10_000
 PAGE_SIZE = 20
 ARTICLE_CHARS = 60_000  # an article page stays well under 200 KB however long the feed's text
-OUTBOX_ROWS = 200
-DASHBOARD_SAMPLE = 200
+OUTBOX_ROWS = 100
+CHART_DAYS = 90
+OPML_MAX = 1_000_000
 _SID_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
-_SUB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 # Explicit embeddings, overrides and isolates: a feed's text shows inside its own isolate, so
 # these could only make it unreadable; the marks that shape Arabic text (ALM, RLM) stay.
 _BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
@@ -169,7 +168,7 @@ def _cookie(resp: Response, p: Page, name: str, value: str, max_age: int | None 
 
 
 def _finish(resp: Response, p: Page) -> Response:
-    resp.headers.update(SECURITY_HEADERS)
+    """The session cookie on a first visit (the CSP and other headers come from raqib.web.app)."""
     if p.fresh_sid:
         _cookie(resp, p, SESSION_COOKIE, p.sid)
     return resp
@@ -196,7 +195,8 @@ def _gate(p: Page) -> Response | None:
     """A login redirect when this server needs a token and the visitor has none."""
     if p.may_read:
         return None
-    return redirect(p, "/login?" + urlencode({"next": _local(str(p.request.url.path))}))
+    url = p.request.url
+    return redirect(p, "/login?" + urlencode({"next": _local(url.path + (f"?{url.query}" if url.query else ""))}))
 
 
 async def _posted(request: Request, admin: bool = False) -> tuple[Page, Any, Response | None]:
@@ -279,10 +279,21 @@ env.filters.update(marked=marked, clean=clean)
 env.globals.update(safe_link=safe_link)
 
 
-def _check_query(ctx, q: str, sources) -> None:
-    from raqib.cli import check_query  # one validation for CLI, API and pages
+async def _answer(p: Page, call):
+    """(result, None), or (None, one line for the page) when the call refuses the user's input:
+    a bad query, an unknown id, a duplicate; anything else is a server error and raises."""
+    try:
+        return await call, None
+    except Problem as e:
+        return None, e.detail or e.title
+    except (QueryError, RaqibError) as e:
+        return None, str(e)
 
-    check_query(ctx.config, q, sources)
+
+def _refine(q: str, kind: str, value: str) -> str:
+    """The query narrowed by one facet value (a link in the facet list)."""
+    field = {"topic": "topic", "source": "source", "language": "lang", "day": "date"}[kind]
+    return "/search?" + urlencode({"q": f"{q} {field}:{value}", "sort": "date"})
 
 
 # ------------------------------------------------------------------ pages
@@ -298,8 +309,7 @@ async def static(name: str) -> Response:
     path = STATIC / name
     if "/" in name or name.startswith(".") or not path.is_file():
         return Response(status_code=404)
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=3600",
-                                       "X-Content-Type-Options": "nosniff"})
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
 
 
 @router.get("/search")
@@ -308,26 +318,19 @@ async def search_page(request: Request, q: str = "", cursor: str | None = None,
     p = await page_of(request)
     if (gate := _gate(p)) is not None:
         return gate
-    ctx = p.ctx
     sort = sort if sort in ("relevance", "date") else "relevance"
-    error, result = None, None
     q = q.strip()
+    result, error, facets = None, None, {}
     if q:
-        try:
-            _check_query(ctx, q, await ctx.db(ctx.store.sources))
-            page = await ctx.index.search(q, limit=PAGE_SIZE, cursor=cursor or None, sort=sort)
-            result = {"total": page.total, "hits": [hit_json(h) for h in page.hits],
-                      "next": ("/search?" + urlencode({"q": q, "sort": sort, "cursor": page.next_cursor})
-                               if page.next_cursor else None)}
-        except QueryError as e:
-            error = p.t("error.query", detail=str(e))
-        except Exception as e:  # a bad cursor and the like: one line, never a traceback page
-            if type(e).__name__ not in ("ConfigError", "ValueError"):
-                raise
-            error = p.t("error.query", detail=str(e))
-    topics = [t.id for t in ctx.config.topics]
-    return render(p, "search.html", 400 if error else 200, q=q, sort=sort, error=error, result=result,
-                  topics=topics)
+        result, error = await _answer(p, queries.search(p.ctx, q, limit=PAGE_SIZE, cursor=cursor or None,
+                                                        sort=sort, facets=True))
+    if result:
+        facets = {kind: [{"value": f["value"], "count": f["count"], "href": _refine(q, kind, f["value"])}
+                         for f in values] for kind, values in result["facets"].items() if values}
+        if result["next_cursor"]:
+            result["next"] = "/search?" + urlencode({"q": q, "sort": sort, "cursor": result["next_cursor"]})
+    return render(p, "search.html", 400 if error else 200, q=q, sort=sort, result=result, facets=facets,
+                  error=error and p.t("error.query", detail=error), topics=[t.id for t in p.ctx.config.topics])
 
 
 @router.get("/articles/{article_id}")
@@ -335,17 +338,17 @@ async def article_page(request: Request, article_id: str) -> Response:
     p = await page_of(request)
     if (gate := _gate(p)) is not None:
         return gate
-    a = await p.ctx.db(p.ctx.store.get, article_id)
+    a, error = await _answer(p, queries.article(p.ctx, article_id))
     if a is None:
         return render(p, "message.html", 404, message=p.t("article.notfound"))
     order = {t.id: i for i, t in enumerate(p.ctx.config.topics)}
-    body = a.body
-    truncated = len(body) > ARTICLE_CHARS
-    mentions = Counter(m.topic for m in a.matches)
-    return render(p, "article.html", a=a, link=safe_link(a.link), truncated=truncated,
-                  title_html=spans_html(a.title, a.matches, 0, order),
-                  body_html=spans_html(body[:ARTICLE_CHARS], a.matches, len(a.title) + 1, order),
-                  mentions=[(t, mentions[t], order.get(t, 0) % 6) for t in a.topics])
+    spans = [Match(s["topic"], s["start"], s["end"], s["text"]) for s in a["spans"]]
+    body = a["text"][len(a["title"]) + 1:]
+    mentions = Counter(m.topic for m in spans)
+    return render(p, "article.html", a=a, link=safe_link(a["link"]), truncated=len(body) > ARTICLE_CHARS,
+                  title_html=spans_html(a["title"], spans, 0, order),
+                  body_html=spans_html(body[:ARTICLE_CHARS], spans, len(a["title"]) + 1, order),
+                  mentions=[(t, mentions[t], order.get(t, 0) % 6) for t in a["topics"]])
 
 
 @router.get("/topics")
@@ -353,7 +356,7 @@ async def topics_page(request: Request) -> Response:
     p = await page_of(request)
     if (gate := _gate(p)) is not None:
         return gate
-    return render(p, "topics.html", topics=p.ctx.config.topics)
+    return render(p, "topics.html", topics=queries.topics(p.ctx))
 
 
 @router.get("/topics/{topic_id}")
@@ -361,19 +364,25 @@ async def topic_page(request: Request, topic_id: str) -> Response:
     p = await page_of(request)
     if (gate := _gate(p)) is not None:
         return gate
-    topic = next((t for t in p.ctx.config.topics if t.id == topic_id), None)
+    topic = next((t for t in queries.topics(p.ctx) if t["id"] == topic_id), None)
     if topic is None:
         return render(p, "message.html", 404, message=p.t("topic.unknown"))
-    from raqib.trends import series
-
     q = f"topic:{topic_id}"
-    times, counts = series(await p.ctx.index.trends(q, interval="day"), "day", {topic_id})
-    latest = await p.ctx.index.search(q, limit=DASHBOARD_SAMPLE, sort="date")
-    sources = Counter(h.article.source for h in latest.hits).most_common(10)
-    return render(p, "topic.html", topic=topic, total=latest.total,
-                  chart=chart(times[-90:], counts.get(topic_id, [])[-90:]),
-                  sources=sources, sample=len(latest.hits),
-                  latest=[hit_json(h) for h in latest.hits[:10]], query=q)
+    trend = await queries.trends(p.ctx, q, "day")
+    latest = await queries.search(p.ctx, q, limit=10, sort="date", facets=True)
+    times = [datetime.fromisoformat(b) for b in trend["buckets"]][-CHART_DAYS:]
+    return render(p, "topic.html", topic=topic, total=latest["total"], query=q,
+                  chart=chart(times, trend["topics"].get(topic_id, [])[-CHART_DAYS:]),
+                  sources=latest["facets"].get("source", []), latest=latest["hits"])
+
+
+# ------------------------------------------------------------------ feeds
+
+async def _feeds(p: Page, notice: str | None = None, error: str | None = None, status: int = 200,
+                 form: dict | None = None) -> Response:
+    rows = await p.ctx.db(feedlist.status, p.ctx.store)
+    return render(p, "feeds.html", status, rows=rows, notice=notice, error=error, form=form or {},
+                  read_only=p.ctx.read_only)
 
 
 @router.get("/feeds")
@@ -384,50 +393,78 @@ async def feeds_page(request: Request) -> Response:
     return await _feeds(p)
 
 
-async def _feeds(p: Page, notice: str | None = None, status: int = 200) -> Response:
-    from raqib.cli import _feed_rows  # the rows `raqib feeds list` prints
+@router.get("/feeds/export.opml")
+async def feeds_export(request: Request) -> Response:
+    p = await page_of(request)
+    if (gate := _gate(p)) is not None:
+        return gate
+    data = await p.ctx.db(feedlist.export_opml, p.ctx.store)
+    return _finish(Response(data, media_type="text/x-opml", headers={
+        "Content-Disposition": 'attachment; filename="raqib-feeds.opml"'}), p)
 
-    rows = await asyncio.to_thread(_feed_rows, p.ctx.config)
-    return render(p, "feeds.html", status, rows=rows, notice=notice, read_only=p.ctx.read_only)
 
-
-@router.post("/feeds/{feed_id}/poll")
-async def feed_poll(request: Request, feed_id: str) -> Response:
+@router.post("/feeds")
+async def feeds_add(request: Request) -> Response:
     p, form, refused = await _posted(request, admin=True)
     if refused is not None:
         return refused
-    feed = next((f for f in p.ctx.config.feeds if f.id == feed_id), None)
-    if feed is None:
-        return render(p, "message.html", 404, message=p.t("error.notfound"))
-    if p.ctx.pipeline is None:
-        return await _feeds(p, p.t("feeds.readonly"), 409)
-    report = await p.ctx.pipeline.poll(feed)
-    return await _feeds(p, p.t("feeds.polled", id=feed.id, status=report.status))
+    values = {k: str(form.get(k, "")).strip() for k in ("id", "url", "name", "language")}
+    _, error = await _answer(p, p.ctx.db(feedlist.add, p.ctx.store, {k: v for k, v in values.items() if v}, "web"))
+    if error:
+        return await _feeds(p, error=error, status=400, form=values)
+    return await _feeds(p, p.t("feeds.added", id=values["id"]))
+
+
+@router.post("/feeds/import")
+async def feeds_import(request: Request) -> Response:
+    p, form, refused = await _posted(request, admin=True)
+    if refused is not None:
+        return refused
+    upload = form.get("opml")
+    data = await upload.read(OPML_MAX + 1) if hasattr(upload, "read") else b""
+    if not data or len(data) > OPML_MAX:
+        return await _feeds(p, error=p.t("feeds.opml_bad"), status=400)
+    report, error = await _answer(p, p.ctx.db(feedlist.import_opml, p.ctx.store, data, "opml", False))
+    if error:
+        return await _feeds(p, error=error, status=400)
+    return await _feeds(p, p.t("feeds.imported", n=len(report.added)))
+
+
+@router.post("/feeds/{feed_id}/remove")
+async def feeds_remove(request: Request, feed_id: str) -> Response:
+    p, form, refused = await _posted(request, admin=True)
+    if refused is not None:
+        return refused
+    _, error = await _answer(p, p.ctx.db(feedlist.remove, p.ctx.store, feed_id))
+    if error:
+        return await _feeds(p, error=error, status=400)
+    return await _feeds(p, p.t("feeds.removed", id=feed_id))
+
+
+@router.post("/feeds/{feed_id}/poll")
+async def feeds_poll(request: Request, feed_id: str) -> Response:
+    p, form, refused = await _posted(request, admin=True)
+    if refused is not None:
+        return refused
+    report, error = await _answer(p, api_sources.poll_feed(feed_id, p.ctx))  # poll, index, match
+    if error:
+        return await _feeds(p, error=error, status=409)
+    return await _feeds(p, p.t("feeds.polled", id=feed_id, status=report["status"]))
 
 
 # ------------------------------------------------------------------ subscriptions and alerts
 
 async def _preview(p: Page, q: str) -> dict:
     """What the editor shows under the query: how many stored articles it would have matched,
-    with the newest few (the same preview `raqib subscriptions add` prints)."""
+    with the newest few (the API's preview, the same one `raqib subscriptions add` prints)."""
     if not q:
         return {}
-    try:
-        _check_query(p.ctx, q, await p.ctx.db(p.ctx.store.sources))
-        page = await p.ctx.index.search(q, limit=5, sort="date")
-    except QueryError as e:
-        return {"error": p.t("error.query", detail=str(e))}
-    except Exception as e:
-        if type(e).__name__ != "ConfigError":
-            raise
-        return {"error": p.t("error.query", detail=str(e))}
-    return {"total": page.total, "hits": [hit_json(h) for h in page.hits]}
+    found, error = await _answer(p, api_sources._preview(p.ctx, q, 5))
+    return {"error": p.t("error.query", detail=error)} if error else found
 
 
 async def _subscriptions(p: Page, form: dict | None = None, preview: dict | None = None,
                          notice: str | None = None, error: str | None = None, status: int = 200) -> Response:
-    from alerts import subscriptions as subs
-
     rows = await p.ctx.db(subs.load_all, p.ctx.store)
     return render(p, "subscriptions.html", status, rows=rows, form=form or {}, preview=preview or {},
                   notice=notice, error=error, channels=list(p.ctx.config.alerts.channels))
@@ -453,8 +490,6 @@ async def subscriptions_preview(request: Request, q: str = "") -> Response:
 
 @router.post("/subscriptions")
 async def subscriptions_save(request: Request) -> Response:
-    from alerts import subscriptions as subs
-
     p, form, refused = await _posted(request, admin=True)
     if refused is not None:
         return refused
@@ -463,49 +498,36 @@ async def subscriptions_save(request: Request) -> Response:
     preview = await _preview(p, values["query"])
     if form.get("action") == "preview" or preview.get("error"):
         return await _subscriptions(p, values, preview, status=400 if preview.get("error") else 200)
-    existing = {s.id: s for s in await p.ctx.db(subs.load_all, p.ctx.store)}
-    managed = {c.id for c in p.ctx.config.alerts.subscriptions}
-    error = None
-    if not _SUB_ID_RE.match(values["id"]):
-        error = p.t("subs.bad_id")
-    elif values["id"] in managed or getattr(existing.get(values["id"]), "origin", "") == "file":
-        error = f"{values['id']}: {p.t('subs.file')}"
-    elif values["id"] in existing:
-        error = p.t("subs.exists", id=values["id"])
-    elif not values["channels"] or any(c not in p.ctx.config.alerts.channels for c in values["channels"]):
-        error = p.t("subs.no_channel")
+    if not values["channels"]:
+        return await _subscriptions(p, values, preview, error=p.t("subs.no_channel"), status=400)
+    _, error = await _answer(p, p.ctx.db(subs.create, p.ctx.config, p.ctx.store, values, "web"))
     if error:
         return await _subscriptions(p, values, preview, error=error, status=400)
-    await p.ctx.db(subs.save, p.ctx.store, subs.Subscription(
-        values["id"], values["id"], values["query"], tuple(values["channels"]), origin="web"))
     return await _subscriptions(p, notice=p.t("subs.saved", id=values["id"]))
 
 
 @router.post("/subscriptions/{sub_id}/remove")
 async def subscriptions_remove(request: Request, sub_id: str) -> Response:
-    from alerts import subscriptions as subs
-
     p, form, refused = await _posted(request, admin=True)
     if refused is not None:
         return refused
-    if sub_id in {c.id for c in p.ctx.config.alerts.subscriptions}:
-        return await _subscriptions(p, error=f"{sub_id}: {p.t('subs.file')}", status=400)
-    await p.ctx.db(subs.remove, p.ctx.store, sub_id)
+    _, error = await _answer(p, p.ctx.db(subs.delete, p.ctx.config, p.ctx.store, sub_id))
+    if error:
+        return await _subscriptions(p, error=error, status=400)
     return await _subscriptions(p, notice=p.t("subs.removed", id=sub_id))
 
 
 @router.get("/alerts")
-async def alerts_page(request: Request) -> Response:
+async def alerts_page(request: Request, state: str = "all", before: int | None = None) -> Response:
     p = await page_of(request)
     if (gate := _gate(p)) is not None:
         return gate
-    rows = (await p.ctx.db(p.ctx.store.outbox_rows))[-OUTBOX_ROWS:][::-1]
-    keys = ("delivery_id", "subscription", "article", "channel", "status", "attempts", "error", "sent")
-    out = [dict(zip(keys, r, strict=True)) for r in rows]
-    for r in out:  # sent is epoch seconds (None until sent)
-        r["sent"] = (datetime.fromtimestamp(r["sent"], UTC).strftime("%Y-%m-%d %H:%M:%S")
-                     if isinstance(r["sent"], int | float) else "")
-    return render(p, "alerts.html", rows=out)
+    log, error = await _answer(p, queries.outbox(p.ctx, state, OUTBOX_ROWS, before))
+    if error:
+        return render(p, "message.html", 400, message=error)
+    more = ("/alerts?" + urlencode({"state": state, "before": log["next_before"]})) if log["next_before"] else None
+    return render(p, "alerts.html", rows=log["items"], backlog=log["backlog"], state=state, more=more,
+                  states=queries.OUTBOX_STATES)
 
 
 # ------------------------------------------------------------------ login, logout, language
