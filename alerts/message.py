@@ -9,12 +9,15 @@ Arabic has to read correctly wherever it lands:
   (U+2066) for left-to-right text inside an Arabic line — so a Latin source name, a date or a
   number never reorders its neighbours. Links stay alone on their own left-to-right line.
 * HTML: each Arabic item is a ``dir="rtl" lang="ar"`` block, every field a ``<bdi>``, the whole
-  body ``dir="auto"``; the «…» match markers of the snippet become ``<mark>``; everything is
+  body ``dir="auto"``; the snippet's marks (offsets, never inline characters: Arabic quotes with
+  «…» itself) become ``<mark>``; everything is
   escaped, and only http(s)/mailto links become ``href``.
 * Markdown (Slack, Discord, Telegram): matches become ``**bold**``, markup characters in the
   text are backslash-escaped, Arabic lines start with U+200F.
-* JSON (webhooks): ``{"type": "raqib.alert", "version": 1, "id": …, "count": …, "items": […]}``
-  with ISO-8601 UTC dates (``2024-05-01T12:00:00Z``).
+* JSON (webhooks): ``{"type": "raqib.alert", "version": 2, "id": …, "count": …, "items": […]}``
+  with ISO-8601 UTC dates (``2024-05-01T12:00:00Z``); each item's ``snippet`` is
+  ``{"text", "marks": [{"start", "end", "field", "topic"}]}``, the shape of a search hit's.
+* Plain text shows the snippet without marks.
 
 Feed content is hostile until proven otherwise (see :func:`clean_field` and :func:`safe_link`):
 
@@ -56,6 +59,7 @@ __all__ = [
     "RLM",
     "AlertItem",
     "clean_field",
+    "clean_marked",
     "has_rtl",
     "is_rtl_item",
     "iso_utc",
@@ -76,7 +80,6 @@ APP = "Raqib"
 _RTL_LANGS = {"ar", "fa", "ur", "he", "iw", "ps", "ku", "ckb", "sd", "yi", "dv", "ug"}
 _RTL_CHARS = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
 _LTR_CHARS = re.compile("[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]")
-_MARKED = re.compile("«([^«»]*)»")
 # bidi controls, zero-width and invisible format characters, and the control characters that
 # str.split() does not already treat as white space
 _INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u061c\u180e\u200b-\u200f"
@@ -98,9 +101,16 @@ class AlertItem:
     source: str
     link: str
     topics: tuple[str, ...]
-    snippet: str                # matched words wrapped in « and » (e.g. "... قمة «الناتو» في ...")
+    snippet: str                # a window of the article's text (why it matched), no inline marks
     published: datetime         # aware UTC
     language: str               # "ar", "en", ...
+    # (start, end, topic) into `snippet`: the query's words/phrases (topic None) and the asked
+    # topics' mentions, as monitor.highlight found them
+    snippet_marks: tuple[tuple[int, int, str | None], ...] = ()
+
+    def __post_init__(self) -> None:  # read back from JSON, the marks are lists
+        object.__setattr__(self, "snippet_marks", tuple(
+            (int(a), int(b), t) for a, b, t in self.snippet_marks))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -125,6 +135,55 @@ def clean_field(text: str) -> str:
 
 
 _clean = clean_field
+
+
+def clean_marked(text: str, marks) -> tuple[str, list[tuple[int, int, str | None]]]:
+    """clean_field() of a snippet, its (start, end, topic) marks moved along with the text
+    (cleaning drops and collapses characters); a mark left empty is dropped."""
+    kept: list[str] = []
+    at = [0] * (len(text) + 1)  # offset in the output of each input offset
+    for i, ch in enumerate(text):
+        at[i] = len(kept)
+        if _INVISIBLE.match(ch):
+            continue
+        if ch.isspace():
+            if kept and kept[-1] != " ":
+                kept.append(" ")
+            continue
+        kept.append(ch)
+    at[len(text)] = len(kept)
+    while kept and kept[-1] == " ":
+        kept.pop()
+    n = len(kept)
+    out = "".join(kept).replace("@", "\uff20")
+    out = _MENTION_BANG.sub("\uff01", out)
+    moved = []
+    for s, e, topic in sorted(marks):
+        s2, e2 = min(at[max(0, min(s, len(text)))], n), min(at[max(0, min(e, len(text)))], n)
+        while s2 < e2 and out[s2] == " ":
+            s2 += 1
+        while e2 > s2 and out[e2 - 1] == " ":
+            e2 -= 1
+        if s2 < e2 and (not moved or s2 >= moved[-1][1]):
+            moved.append((s2, e2, topic))
+    return out, moved
+
+
+def _marked(item: AlertItem, plain, mark) -> str:
+    """The cleaned snippet with plain(text) between marks and mark(text) around them."""
+    text, marks = clean_marked(item.snippet, item.snippet_marks)
+    out, pos = [], 0
+    for s, e, _ in marks:
+        out += [plain(text[pos:s]), mark(text[s:e])]
+        pos = e
+    out.append(plain(text[pos:]))
+    return "".join(out)
+
+
+def _snippet_dict(item: AlertItem) -> dict:
+    text, marks = clean_marked(item.snippet, item.snippet_marks)
+    return {"text": text, "marks": [{"start": s, "end": e, "field": "body", "topic": t}
+                                    for s, e, t in marks]}
 
 
 def _pct(part: str, safe: str) -> str:
@@ -269,14 +328,8 @@ def render_text(items: list[AlertItem]) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- HTML
 
-def _html_marked(snippet: str) -> str:
-    out, pos = [], 0
-    for m in _MARKED.finditer(snippet):
-        out.append(html.escape(snippet[pos:m.start()]))
-        out.append(f"<mark>{html.escape(m.group(1))}</mark>")
-        pos = m.end()
-    out.append(html.escape(snippet[pos:]))
-    return "".join(out)
+def _html_marked(item: AlertItem) -> str:
+    return _marked(item, html.escape, lambda t: f"<mark>{html.escape(t)}</mark>")
 
 
 def _html_item(item: AlertItem) -> str:
@@ -299,7 +352,7 @@ def _html_item(item: AlertItem) -> str:
              f'<h3 style="margin:0 0 .2em 0;font-size:1.1em">{lead}{title}</h3>',
              f'<p style="margin:0;color:#555;font-size:.9em">{" · ".join(m for m in meta if m)}</p>']
     if item.snippet:
-        parts.append(f'<p style="margin:.3em 0">{lead}{_html_marked(_clean(item.snippet))}</p>')
+        parts.append(f'<p style="margin:.3em 0">{lead}{_html_marked(item)}</p>')
     if href:  # an unsafe link is dropped, not shown as text someone might copy
         shown = f'<a href="{html.escape(href, quote=True)}">{html.escape(href)}</a>'
         parts.append(f'<p dir="ltr" style="margin:0;font-size:.85em">{shown}</p>')
@@ -336,15 +389,8 @@ def _md(text: str) -> str:
     return _MD_LINE_START.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\.", text)
 
 
-def _md_marked(snippet: str) -> str:
-    out, pos = [], 0
-    for m in _MARKED.finditer(snippet):
-        out.append(_md(snippet[pos:m.start()]))
-        inner = m.group(1).strip()
-        out.append(f"**{_md(inner)}**" if inner else "")
-        pos = m.end()
-    out.append(_md(snippet[pos:]))
-    return "".join(out)
+def _md_marked(item: AlertItem) -> str:
+    return _marked(item, _md, lambda t: f"**{_md(t.strip())}**" if t.strip() else "")
 
 
 def markdown_title(items: list[AlertItem]) -> str:
@@ -370,7 +416,7 @@ def render_markdown(items: list[AlertItem]) -> str:
             meta.append(_md(_clean(", ".join(it.topics))))
         lines = [head, lead + " · ".join(m for m in meta if m)]
         if it.snippet:
-            lines.append(lead + _md_marked(_clean(it.snippet)))
+            lines.append(lead + _md_marked(it))
         blocks.append("\n".join(lines))
     if len(items) > 1:
         blocks.insert(0, _md(_INVISIBLE.sub("", _heading(items))))
@@ -392,7 +438,7 @@ def item_dict(item: AlertItem) -> dict:
         "source": _clean(item.source),
         "link": safe_link(item.link) or "",
         "topics": [_clean(t) for t in item.topics],
-        "snippet": _clean(item.snippet),
+        "snippet": _snippet_dict(item),
         "published": iso_utc(item.published),
         "language": item.language,
     }
@@ -402,5 +448,5 @@ def to_json(items: list[AlertItem]) -> dict:
     """The webhook payload."""
     if not items:
         raise ValueError("an alert message needs at least one item")
-    return {"type": "raqib.alert", "version": 1, "id": message_id(items), "count": len(items),
+    return {"type": "raqib.alert", "version": 2, "id": message_id(items), "count": len(items),
             "items": [item_dict(it) for it in items]}

@@ -41,9 +41,9 @@ from typing import Any, Literal
 from indexers import dsl
 from indexers.base import FACET_FETCH, Facets, TrendBucket, facet_lists
 from monitor.errors import ConfigError, IndexError_, QueryError
-from monitor.highlight import highlight, snippet
+from monitor.highlight import make_hit, wanted
 from monitor.models import Article, SearchHit, SearchPage
-from monitor.query import parse, positive_keys
+from monitor.query import parse
 
 log = logging.getLogger(__name__)
 
@@ -642,7 +642,6 @@ class EngineIndex:
         dsl.sort_spec(sort, True)  # validates `sort`
         after, seen = dsl.decode_cursor(cursor, sort) if cursor else (None, 0)
         await self._ensure_ready()
-        keys = positive_keys(node)
         raw_hits: list[dict] = []
         total = 0
         remaining = max(0, limit)
@@ -658,14 +657,11 @@ class EngineIndex:
                 after = page[-1]["sort"]
             if remaining <= 0 or len(page) < size:
                 break
+        w = wanted(node)
+
         def render() -> list[SearchHit]:  # highlighting is CPU work: off the event loop
-            out = []
-            for h in raw_hits:
-                art = dsl.article_from_source(h["_source"])
-                out.append(SearchHit(article=art, score=float(h.get("_score") or 0.0),
-                                     highlights={"title": highlight(art.title, keys)},
-                                     snippet=snippet(art.body, keys)))
-            return out
+            return [make_hit(dsl.article_from_source(h["_source"]), float(h.get("_score") or 0.0), w)
+                    for h in raw_hits]
 
         hits = await asyncio.to_thread(render)
         shown = seen + len(hits)

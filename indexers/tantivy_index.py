@@ -44,8 +44,8 @@ from indexers.base import FACET_FETCH, Facets, TrendBucket, facet_lists
 from monitor.analysis import analysis_of
 from monitor.arabic import forms, tokens
 from monitor.errors import IndexError_, QueryError
-from monitor.highlight import highlight, snippet
-from monitor.models import Article, SearchHit, SearchPage
+from monitor.highlight import make_hit, wanted
+from monitor.models import Article, SearchPage
 from monitor.query import (And, Clock, DateRange, Lang, Node, Not, Or, Phrase, Source, Term, Topic,
                            parse, positive_keys, utcnow)
 from monitor.store import Store
@@ -332,9 +332,8 @@ class TantivyIndex:
             log.debug("tantivy search failed: %s", e)
             raise IndexError_("search failed in the embedded index; `raqib index reindex` rebuilds it") from None
         rows = self.store.articles_by_rowid([r for r, _ in ranked])
-        hits = tuple(SearchHit(article=a, score=score, highlights={"title": highlight(a.title, keys)},
-                               snippet=snippet(a.body, keys))
-                     for r, score in ranked if (a := rows.get(r)) is not None)
+        w = wanted(node)
+        hits = tuple(make_hit(a, score, w) for r, score in ranked if (a := rows.get(r)) is not None)
         return SearchPage(total=total, hits=hits, next_cursor=nxt)
 
     def _by_score(self, searcher: tantivy.Searcher, q: Query, limit: int,

@@ -93,11 +93,37 @@ class FeedState:
 
 
 @dataclass(frozen=True, slots=True)
+class Mark:
+    """A highlighted span: offsets, never inline characters, so a highlight cannot be confused
+    with the text's own punctuation (Arabic papers quote with « »). `field` is "title" or
+    "body"; `topic` is the topic id when the span is a tagged mention, None for a query word
+    or phrase (a phrase is one span)."""
+
+    start: int
+    end: int
+    field: str
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """A window of one field (`text` is field[offset:offset + len(text)]) with its marks,
+    offsets relative to `text`. cut_start/cut_end: the field goes on before/after it."""
+
+    text: str = ""
+    marks: tuple[Mark, ...] = ()
+    field: str = "body"
+    offset: int = 0
+    cut_start: bool = False
+    cut_end: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SearchHit:
     article: Article
     score: float
-    highlights: dict[str, str] = field(default_factory=dict)  # field -> text with «» marks
-    snippet: str = ""
+    title_marks: tuple[Mark, ...] = ()  # offsets into article.title
+    snippet: Snippet = Snippet()
 
 
 @dataclass(frozen=True, slots=True)

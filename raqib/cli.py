@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from monitor.errors import ConfigError, IndexError_, QueryError, RaqibError
 from monitor.hits import hit_json
+from monitor.models import Mark
 from raqib import __version__
 
 
@@ -66,6 +67,12 @@ def _bounded(lo: int, hi: int):
     return parse
 
 
+def _highlight_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--highlight", choices=["auto", "color", "brackets", "none"], default="auto",
+                   help="how matches are shown: auto = colour on a terminal, [brackets] in a pipe "
+                        "or with NO_COLOR; none = unmarked (--json gives offsets instead)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="raqib", description="Raqib (رقيب): monitor Arabic news feeds "
                                  "for tracked topics; search them; get alerts.", epilog=EPILOG)
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_bounded(1, 1000), default=10, help="results per page, 1-1000")
     p.add_argument("--cursor", help="continue from a previous page's next_cursor")
     p.add_argument("--sort", choices=["relevance", "date"], default="relevance")
+    _highlight_option(p)
     p = sub.add_parser("trends", help="article counts per topic per day or hour")
     _common(p)
     p.add_argument("query", nargs="?", default=None)
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also alert on feeds' back catalogue and on articles older than alerts.max_age")
     p.add_argument("--yes", action="store_true", help="save without asking (needed when stdin is not a terminal)")
     p.add_argument("--replace", action="store_true", help="replace an existing subscription with this id")
+    _highlight_option(p)
     p = ssub.add_parser("list", help="list subscriptions")
     _common(p)
     p = ssub.add_parser("remove", help="remove a subscription")
@@ -194,6 +203,38 @@ def _display(args, text: str) -> str:
 
         return "\n".join(get_display(line) for line in text.split("\n"))
     return text
+
+
+class _Marker:
+    """Prints a line with its marks shown for the reader: bold colour on a terminal (query
+    words yellow, topic mentions cyan), [brackets] in a pipe, or nothing. Never « »: Arabic
+    text quotes with those itself."""
+
+    def __init__(self, args) -> None:
+        mode = getattr(args, "highlight", "auto")
+        if mode == "auto":
+            tty = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+            mode = "color" if tty and not args.bidi else "brackets"
+        self.args, self.mode, self.console = args, mode, None
+        if mode == "color":
+            from rich.console import Console
+
+            self.console = Console(highlight=False, soft_wrap=True, force_terminal=True)
+
+    def __call__(self, text: str, marks, shift: int = 0) -> None:
+        from monitor.highlight import render
+
+        moved = [Mark(m.start + shift, m.end + shift, m.field, m.topic) for m in marks]
+        if self.console is not None:
+            from rich.text import Text
+
+            t = Text(text)
+            for m in moved:
+                t.stylize("bold cyan" if m.topic else "bold yellow", m.start, m.end)
+            self.console.print(t)
+            return
+        o, c = ("[", "]") if self.mode == "brackets" else ("", "")
+        print(_display(self.args, render(text, moved, o, c)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,12 +441,16 @@ def cmd_search(args, config) -> int:
             "hits": [hit_json(h) for h in page.hits]},
             ensure_ascii=False, indent=2))
         return 0
-    print(f"{page.total} articles")
+    print(f"{page.total} article{'' if page.total == 1 else 's'}")
+    show = _Marker(args)
     for h in page.hits:
         a = h.article
         print(_display(args, f"\n{a.published:%Y-%m-%d %H:%M} · {a.source} · {', '.join(a.topics) or '-'}"))
-        print(_display(args, h.highlights.get("title", a.title)))
-        print(_display(args, h.snippet))
+        show(a.title, h.title_marks)
+        s = h.snippet
+        if s.text and not (s.field == "title" and s.text == a.title):
+            show(("…" if s.cut_start else "") + s.text + ("…" if s.cut_end else ""), s.marks,
+                 shift=1 if s.cut_start else 0)
         print(a.link)
     if page.next_cursor:
         print(f"\nmore: --cursor {page.next_cursor}")
@@ -537,8 +582,10 @@ def _subscription_add(args, config, store) -> int:
               "alert on as large a share of new ones; narrow it (more words, a phrase, a filter)", file=sys.stderr)
     if page.total:
         print("(a new subscription alerts only on articles stored from now on)")
+    show = _Marker(args)
     for h in page.hits:
-        print(_display(args, f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.highlights.get('title')}"))
+        show(f"  {h.article.published:%Y-%m-%d} {h.article.source}: {h.article.title}", h.title_marks,
+             shift=len(f"  {h.article.published:%Y-%m-%d} {h.article.source}: "))
     if args.dry_run:
         return 0
     if exists and not _may_replace(args, f"subscription {args.id!r}"):

@@ -31,10 +31,10 @@ from monitor.config import Config, FeedConfig
 from monitor.dedup import Decision, decide
 from monitor.errors import FeedError, IndexError_, ParseError, QueryError, RetryLater
 from monitor.fetcher import Fetcher, FetchSettings
-from monitor.highlight import snippet
+from monitor.highlight import Wanted, explain, wanted
 from monitor.models import FeedState
 from monitor.parser import ParsedFeed, canonical_link, parse_feed
-from monitor.query import parse, positive_keys
+from monitor.query import parse
 from monitor.store import Pending, Store
 from monitor.tagger import Tagger, TopicRule
 from monitor.topics import build_tagger, rules_from_config
@@ -281,7 +281,7 @@ class Pipeline:
         self._subs_version: tuple | None = None
         self._drain_lock = asyncio.Lock()
         self._percolator = hasattr(self.index, "percolate")
-        self._keys: dict[str, set[str]] = {}
+        self._keys: dict[str, Wanted] = {}
         self._worker_id: str | None = None
         self._reserved = 0  # articles of polls past backpressure, not yet stored
         self.on_alerts: list = []  # callbacks woken when the outbox grows
@@ -506,25 +506,25 @@ class Pipeline:
                     continue
                 if not sub.wants(p.stored, p.backfill, a.published, now, max_age):
                     continue
-                keys = self._keys[sid]
-                snip = snippet(a.body or a.title, keys) if keys else snippet(
-                    a.body or a.title, {m.text for m in a.matches})
+                # the query's words and topics; a rule without any shows the article's mentions
+                _, snip = explain(a, self._keys[sid] or Wanted(topics=frozenset(a.topics)))
                 for ch in sub.channels:
                     items.append((ch, AlertItem(
                         delivery_id=delivery_id(sid, a.id, ch), subscription_id=sid,
                         subscription_name=sub.name, query=sub.query, article_id=a.id, title=a.title,
-                        source=a.source, link=a.link, topics=a.topics, snippet=snip,
-                        published=a.published, language=a.language)))
+                        source=a.source, link=a.link, topics=a.topics, snippet=snip.text,
+                        published=a.published, language=a.language,
+                        snippet_marks=tuple((m.start, m.end, m.topic) for m in snip.marks))))
         return items
 
 
-def _loadable(subs: list[Subscription]) -> tuple[list[Subscription], dict[str, set[str]]]:
+def _loadable(subs: list[Subscription]) -> tuple[list[Subscription], dict[str, Wanted]]:
     """The subscriptions whose queries parse, with their keys; one stored query that a newer
     parser refuses is logged and skipped, never the end of everyone's alerts."""
     ok, keys = [], {}
     for s in subs:
         try:
-            keys[s.id] = positive_keys(parse(s.query))
+            keys[s.id] = wanted(parse(s.query))
         except QueryError as e:
             log.error("subscription skipped: its query no longer parses",
                       extra={"subscription": s.id, "error": str(e)[:300]})

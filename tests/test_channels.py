@@ -56,13 +56,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def marked(text: str) -> dict:
+    """snippet and snippet_marks from a test's «…» shorthand (items carry offsets, not marks)."""
+    plain, marks = "", []
+    for i, part in enumerate(text.replace("»", "«").split("«")):
+        if i % 2:
+            marks.append((len(plain), len(plain) + len(part), None))
+        plain += part
+    return {"snippet": plain, "snippet_marks": tuple(marks)}
+
+
 def item(n: int = 0, **kw) -> AlertItem:
+    if "snippet" in kw:
+        kw.update(marked(kw["snippet"]))
     base = AlertItem(
         delivery_id=f"dlv-{n:04d}", subscription_id="nato-watch", subscription_name="الناتو",
         query="الناتو", article_id=f"art-{n}", title=TITLE if n == 0 else f"{TITLE} ({n})",
         source="الجزيرة", link=LINK if n == 0 else f"https://example.org/ar/{n}",
         topics=("nato", "kursk"),
-        snippet="... أكد الأمين العام أن «الناتو» سيعزز وجوده قرب «كورسك» خلال ...",
+        **marked("... أكد الأمين العام أن «الناتو» سيعزز وجوده قرب «كورسك» خلال ..."),
         published=datetime(2024, 5, 1, 12, 30, tzinfo=UTC), language="ar")
     return replace(base, **kw)
 
@@ -361,7 +373,7 @@ def test_render_text_marks_rtl():
     subject, body = render_text([item()])
     assert subject.startswith("[Raqib] ") and f"{RLI}{TITLE}{PDI}" in subject
     assert f"{RLM}{RLI}{TITLE}{PDI}" in body
-    assert "«الناتو»" in body and f"{LRM}{LINK}" in body
+    assert "أن الناتو سيعزز" in body and "«" not in body and f"{LRM}{LINK}" in body  # no marks in text
     for line in body.splitlines():  # every isolate is closed on its own line
         assert line.count(PDI) == sum(line.count(c) for c in "\u2066\u2067\u2068")
     subject3, _ = render_text([item(i) for i in range(3)])
@@ -390,6 +402,9 @@ def test_render_markdown_and_json():
     assert data["type"] == "raqib.alert" and len(data["items"]) == 2
     assert data["items"][0]["published"] == "2024-05-01T12:30:00Z"
     assert data["items"][0]["topics"] == ["nato", "kursk"]
+    snip = data["items"][0]["snippet"]  # offsets, the shape of a search hit's snippet
+    assert [snip["text"][m["start"]:m["end"]] for m in snip["marks"]] == ["الناتو", "كورسك"]
+    assert "«" not in snip["text"] and data["version"] == 2
     json.dumps(data)  # serialisable as is
 
 

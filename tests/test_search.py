@@ -12,6 +12,7 @@ from indexers.tantivy_index import TantivyIndex
 from monitor.analysis import analyze_article
 from monitor.config import load_config
 from monitor.errors import QueryError
+from monitor.highlight import render
 from monitor.store import Store
 from monitor.topics import build_tagger
 from tests.corpus import seed_text, topical_docs
@@ -49,7 +50,8 @@ async def test_search_finds_clitic_and_diacritic_forms(tmp_path, tagger):
     assert _ids(page) == {a.id for a in arts[:3]}
     assert page.total == 3
     # highlighting marks the original word, clitic and diacritics included
-    texts = [h.highlights["title"] + " " + h.snippet for h in page.hits]
+    texts = [render(h.article.title, h.title_marks, "«", "»") + " "
+             + render(h.snippet.text, h.snippet.marks, "«", "»") for h in page.hits]
     assert any("«للناتو»" in t for t in texts)
     assert any("«بالناتو»" in t for t in texts)
     assert any("«والنَّاتُو»" in t for t in texts)
@@ -179,8 +181,8 @@ async def test_phrases_are_positions_over_clitic_forms(tmp_path, tagger):
     assert _ids(await index.search('text:"المذكرة بودابست"')) == {arts[0].id, arts[1].id}
     assert _ids(await index.search('title:"مذكرة بودابست"')) == set()
     page = await index.search('"مذكرة بودابست"')
-    snippets = {h.article.id: h.snippet for h in page.hits}
-    assert "«لمذكرة» «بودابست»" in snippets[arts[0].id]
+    snippets = {h.article.id: render(h.snippet.text, h.snippet.marks, "«", "»") for h in page.hits}
+    assert "«لمذكرة بودابست»" in snippets[arts[0].id]  # a phrase is one span
     await index.close()
     store.close()
 

@@ -30,14 +30,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import Environment, FileSystemLoader, pass_context
 from markupsafe import Markup, escape
 
 from alerts import subscriptions as subs
 from monitor import feedlist
 from monitor.errors import QueryError, RaqibError
-from monitor.highlight import CLOSE, OPEN
-from monitor.models import Match
 from raqib.web import api_sources, auth, i18n, queries
 from raqib.web.problems import Problem
 
@@ -180,7 +178,8 @@ def render(p: Page, template: str, status: int = 200, **values) -> Response:
     html = env.get_template(template).render(
         p=p, t=p.t, lang=p.lang, dir=i18n.direction(p.lang), nav=nav, path=p.request.url.path,
         here=str(p.request.url.path) + (f"?{p.request.url.query}" if p.request.url.query else ""),
-        logged_in=p.scope is not None, tokens_required=_tokens_required(p.ctx), **values)
+        logged_in=p.scope is not None, tokens_required=_tokens_required(p.ctx),
+        topic_class={t.id: i for i, t in enumerate(p.ctx.config.topics)}, **values)
     return _finish(HTMLResponse(html, status_code=status), p)
 
 
@@ -220,38 +219,37 @@ def clean(text: str | None) -> str:
     return (text or "").translate(_BIDI_CONTROLS)
 
 
-def marked(text: str | None) -> Markup:
-    """A highlighted string («…» around each match, as the index returns it) as escaped HTML
-    with <mark> elements; everything else in it is text."""
-    out, depth = [], 0
-    for part in re.split(f"([{OPEN}{CLOSE}])", clean(text)):
-        if part == OPEN:
-            out.append("<mark>")
-            depth += 1
-        elif part == CLOSE and depth:
-            out.append("</mark>")
-            depth -= 1
-        elif part:
-            out.append(str(escape(part)))
-    out += ["</mark>"] * depth
-    return Markup("".join(out))
+def _span(m) -> tuple[int, int, str | None]:
+    """(start, end, topic) of a mark from hit_json or queries.article (dicts)."""
+    return m["start"], m["end"], m.get("topic")
 
 
-def spans_html(text: str, matches, offset: int = 0, topic_index: dict[str, int] | None = None) -> Markup:
-    """`text` as escaped HTML with each tagged span (match offsets into a longer string that
-    starts `offset` characters before `text`) in a <mark> classed by its topic."""
-    topic_index = topic_index or {}
+def spans_html(text: str | None, marks=(), offset: int = 0, topic_class: dict[str, int] | None = None) -> Markup:
+    """`text` as escaped HTML with each mark in a <mark> element: a tagged span (it has a topic)
+    coloured by its topic, a query word plain. Marks are offsets into a string that starts
+    `offset` characters before `text` (0 for hit_json's marks; the title's length + 1 for the
+    body, since the tagger's offsets index title + "\\n" + body). Overlaps keep the first."""
+    text = text or ""
     out, last = [], 0
-    for m in sorted(matches, key=lambda m: (m.start, -m.end)):
-        s, e = m.start - offset, m.end - offset
+    for s, e, topic in sorted((_span(m) for m in marks), key=lambda x: (x[0], -x[1])):
+        s, e = s - offset, e - offset
         if s < last or e > len(text) or s >= e:
             continue  # overlapping, or outside this part
         out.append(str(escape(clean(text[last:s]))))
-        out.append(f'<mark class="topic t{topic_index.get(m.topic, 0) % 6}" title="{escape(m.topic)}">'
-                   f"{escape(clean(text[s:e]))}</mark>")
+        if topic:
+            out.append(f'<mark class="topic t{(topic_class or {}).get(topic, 0) % 6}" title="{escape(topic)}">')
+        else:
+            out.append("<mark>")
+        out.append(f"{escape(clean(text[s:e]))}</mark>")
         last = e
     out.append(str(escape(clean(text[last:]))))
     return Markup("".join(out))
+
+
+@pass_context
+def marked(context, text: str | None, marks=()) -> Markup:
+    """The template filter: `h.title | marked(h.title_marks)`."""
+    return spans_html(text, marks, 0, context.get("topic_class"))
 
 
 def safe_link(url: str | None) -> str | None:
@@ -342,9 +340,9 @@ async def article_page(request: Request, article_id: str) -> Response:
     if a is None:
         return render(p, "message.html", 404, message=p.t("article.notfound"))
     order = {t.id: i for i, t in enumerate(p.ctx.config.topics)}
-    spans = [Match(s["topic"], s["start"], s["end"], s["text"]) for s in a["spans"]]
+    spans = a["spans"]
     body = a["text"][len(a["title"]) + 1:]
-    mentions = Counter(m.topic for m in spans)
+    mentions = Counter(m["topic"] for m in spans)
     return render(p, "article.html", a=a, link=safe_link(a["link"]), truncated=len(body) > ARTICLE_CHARS,
                   title_html=spans_html(a["title"], spans, 0, order),
                   body_html=spans_html(body[:ARTICLE_CHARS], spans, len(a["title"]) + 1, order),
@@ -484,7 +482,8 @@ async def subscriptions_preview(request: Request, q: str = "") -> Response:
     p = await page_of(request)
     if not p.may_read:
         return _finish(Response(status_code=401), p)
-    html = env.get_template("_preview.html").render(t=p.t, preview=await _preview(p, q.strip()))
+    html = env.get_template("_preview.html").render(
+        t=p.t, preview=await _preview(p, q.strip()), topic_class={t.id: i for i, t in enumerate(p.ctx.config.topics)})
     return _finish(HTMLResponse(html), p)
 
 

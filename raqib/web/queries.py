@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from monitor.analysis import analysis_of, analyzed_doc
 from monitor.errors import QueryError
 from monitor.hits import hit_json
-from monitor.highlight import highlight, snippet
+from monitor.highlight import make_hit, wanted
 from monitor.models import Article, SearchHit
-from monitor.query import Node, evaluate, parse, positive_keys, validate
+from monitor.query import Node, evaluate, parse, validate
 from raqib.trends import asked_topics, series
 from raqib.web.problems import Problem
 
@@ -142,6 +142,4 @@ async def new_matches(ctx: WebContext, node: Node, after: int, limit: int = 200
 
 def as_hit(a: Article, node: Node) -> SearchHit:
     """An article found outside the index (stream, feeds) as a search hit, highlighted alike."""
-    keys = positive_keys(node)
-    return SearchHit(article=a, score=0.0, highlights={"title": highlight(a.title, keys)},
-                     snippet=snippet(a.body, keys))
+    return make_hit(a, 0.0, wanted(node))
