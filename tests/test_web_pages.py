@@ -217,6 +217,36 @@ def test_language_switch_to_english_and_back(site, page):
     assert page.locator("html").get_attribute("dir") == "rtl"
 
 
+def test_facets_refine_the_query(site, page):
+    page.goto(f"{site.url}/search?q=الناتو")
+    source = page.locator("section.facets ul").nth(1).locator("li").first  # topic, then source
+    name, count = source.locator("bdi").inner_text(), int(source.locator(".count").inner_text())
+    source.locator("a").click()
+    page.wait_for_load_state()
+    assert page.locator("input[name=q]").input_value() == f"الناتو source:{name}"
+    assert page.locator("p.total").inner_text().startswith(str(count))
+
+
+def test_usable_without_javascript(site, browser):
+    ctx = browser.new_context(java_script_enabled=False, locale="en", extra_http_headers={"Accept-Language": "en"})
+    pg = ctx.new_page()
+    try:
+        pg.goto(f"{site.url}/search")
+        assert pg.locator("html").get_attribute("dir") == "ltr"  # English UI from Accept-Language
+        pg.fill("input[name=q]", "كورسك")
+        pg.get_by_role("button", name="Search").click()
+        pg.wait_for_load_state()
+        assert pg.locator("article.hit").count() > 0
+        pg.goto(f"{site.url}/subscriptions")
+        pg.fill("input[name=query]", "topic:kursk")
+        pg.get_by_role("button", name="Preview").click()  # a plain form post does the preview
+        pg.wait_for_load_state()
+        assert pg.locator("#preview .would").inner_text().startswith("Would have matched ")
+        assert pg.locator("input[name=query]").input_value() == "topic:kursk"
+    finally:
+        ctx.close()
+
+
 def test_failing_feed_shows_its_error_on_the_feeds_page(site, page):
     page.goto(f"{site.url}/feeds")
     row = page.locator("tr#feed-broken")
