@@ -23,7 +23,7 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -269,11 +269,25 @@ def chart(times, counts: list[int], width: int = 720, height: int = 180) -> dict
         h = round((base - 8) * c / top, 1)
         bars.append({"x": round(pad + i * slot + slot * 0.1, 1), "y": round(base - h, 1),
                      "w": round(max(slot * 0.8, 1), 1), "h": h, "label": f"{t:%Y-%m-%d}", "count": c})
-    ticks = [bars[i] for i in sorted({0, n // 2, n - 1})] if n else []
+    ticks = []
+    for i in sorted({0, n // 2, n - 1}) if n else ():
+        anchor = "start" if i == 0 else "end" if i == n - 1 else "middle"
+        x = pad if i == 0 else width - pad if i == n - 1 else bars[i]["x"] + bars[i]["w"] / 2
+        ticks.append({"x": round(x, 1), "label": bars[i]["label"], "anchor": anchor})
     return {"width": width, "height": height, "base": base, "bars": bars, "top": top, "ticks": ticks}
 
 
-env.filters.update(marked=marked, clean=clean)
+def when(iso: str | None) -> str:
+    """An ISO timestamp as the pages show it: UTC to the minute ("–" for none)."""
+    if not iso:
+        return "–"
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+env.filters.update(marked=marked, clean=clean, when=when)
 env.globals.update(safe_link=safe_link)
 
 
