@@ -278,11 +278,15 @@ def test_failing_feed_shows_its_error_on_the_feeds_page(site, page):
 
 
 def test_hostile_content_never_executes_nor_breaks_the_layout(site, page):
+    no_overflow = "() => document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth"
     page.goto(f"{site.url}/search?q=source:hostile")
     assert page.locator("article.hit").count() == 1
     title = page.locator("article.hit h3").inner_text()
     assert "<script>" in title and "onerror" in title  # shown as text
     assert "\u202e" not in page.content()
+    assert page.evaluate(no_overflow)
+    hit, column = page.locator("article.hit").bounding_box(), page.locator("section.results").bounding_box()
+    assert column["x"] - 1 <= hit["x"] and hit["x"] + hit["width"] <= column["x"] + column["width"] + 1
     page.locator("article.hit h3 a").click()
     page.wait_for_load_state()
     assert "/articles/" in page.url
@@ -290,7 +294,6 @@ def test_hostile_content_never_executes_nor_breaks_the_layout(site, page):
     assert page.locator("script").count() == 1  # only our own, from /static
     assert page.locator("img, iframe, svg").count() == 0
     assert page.evaluate("() => window.__pwned") is None
-    no_overflow = "() => document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth"
     assert page.evaluate(no_overflow)
     # the page's own chrome still reads in order around the hostile title
     meta = page.locator(".article .meta").inner_text()
@@ -498,3 +501,32 @@ def test_screenshots(browser, tmp_path_factory):
             site.call(site.stop())
         site.loop.call_soon_threadsafe(site.loop.stop)
         site.thread.join(10)
+
+
+# ------------------------------------------------------------------ pieces, without a browser
+
+def test_language_from_cookie_then_accept_language():
+    from raqib.web.i18n import pick
+
+    assert pick("en", "ar") == "en"
+    assert pick(None, "fr-FR,en;q=0.8,ar;q=0.9") == "ar"
+    assert pick(None, "en-GB, ar;q=0.1") == "en"
+    assert pick("xx", "de, fr;q=bad") == "ar"  # nothing we have: Arabic
+
+
+def test_redirect_targets_stay_on_this_server():
+    from raqib.web.pages import _local
+
+    assert _local("/search?q=%D8%A7") == "/search?q=%D8%A7"
+    for bad in ("//evil.example/", "/\\evil.example", "/\t/evil.example", "https://evil.example/", "search", ""):
+        assert _local(bad) == "/search", bad
+
+
+def test_marks_are_escaped_and_placed_by_offsets():
+    from raqib.web.pages import spans_html
+
+    text = "<b>الناتو</b> «كورسك» \u202eX"
+    marks = [{"start": 3, "end": 9, "topic": None}, {"start": 15, "end": 20, "topic": "kursk"},
+             {"start": 4, "end": 6, "topic": None}]  # overlapping: dropped
+    html = str(spans_html(text, marks, 0, {"kursk": 1}))
+    assert html == ('&lt;b&gt;<mark>الناتو</mark>&lt;/b&gt; «<mark class="topic t1" title="kursk">كورسك</mark>» X')

@@ -54,6 +54,9 @@ ARTICLE_CHARS = 60_000  # an article page stays well under 200 KB however long t
 OUTBOX_ROWS = 100
 CHART_DAYS = 90
 OPML_MAX = 1_000_000
+# A path on this server: "/" not followed by another slash or a backslash (browsers read "/\x"
+# and, after dropping tabs, "/<tab>/x" as a host), and no whitespace or control characters.
+_LOCAL_RE = re.compile(r"^/(?![/\\])[^\s\x00-\x1f\x7f\\]*$")
 _SID_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 # Explicit embeddings, overrides and isolates: a feed's text shows inside its own isolate, so
 # these could only make it unreadable; the marks that shape Arabic text (ALM, RLM) stay.
@@ -155,7 +158,7 @@ def _csrf_ok(p: Page, form) -> bool:
 
 def _local(target: str | None, default: str = "/search") -> str:
     """Only a path on this server (never //host or a scheme) is a redirect target."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if not target or not _LOCAL_RE.match(target):
         return default
     return target
 
