@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import os
 import re
-import shutil
 import threading
 from datetime import UTC, datetime
 from email.utils import format_datetime

@@ -1,11 +1,12 @@
 """Server-rendered pages (RTL-correct, Arabic and English, usable without JavaScript).
 
-Handlers stay thin: they call the same functions the CLI and the API call (the index's search
-and trends, raqib.trends, the store, alerts.subscriptions) and hand plain values to Jinja2
-templates with autoescape on. Everything a feed provides is escaped and shown inside a
-direction-isolated element (dir="auto"), so hostile markup is text and a bidi override cannot
-reorder the page around it. A strict Content-Security-Policy (no inline script, no inline
-style, nothing from another host) is sent with every page.
+Handlers stay thin: they call the functions the API and the CLI call (raqib.web.queries for
+search, articles, trends and the outbox; monitor.feedlist and alerts.subscriptions for what
+users manage; the API's preview and poll-now) and hand plain values to Jinja2 templates with
+autoescape on. Everything a feed provides is escaped, stripped of bidi embedding/override
+controls and shown direction-isolated (dir="auto", <bdi>), so hostile markup is text and
+cannot reorder the page around it. raqib.web.app sends the strict Content-Security-Policy
+(no inline script or style, nothing from another host) with every page.
 
 Sessions: every visitor gets a random session id cookie (HttpOnly, SameSite=Strict); the CSRF
 token of every form is an HMAC of it, so a form posted from elsewhere, or without the cookie,
@@ -38,6 +39,7 @@ from monitor import feedlist
 from monitor.errors import QueryError, RaqibError
 from raqib.web import api_sources, auth, i18n, queries
 from raqib.web.problems import Problem
+from raqib.web.tokens import grants
 
 router = APIRouter(include_in_schema=False)
 
@@ -103,8 +105,7 @@ def _sessions(request: Request) -> Sessions:
 
 
 def _tokens_required(ctx) -> bool:
-    web = getattr(ctx.config.settings, "web", None)
-    return bool(getattr(web, "tokens_required", False))
+    return ctx.config.settings.web.tokens_required
 
 
 @dataclass
@@ -124,12 +125,21 @@ class Page:
         return i18n.translator(self.lang)
 
     @property
+    def here(self) -> str:
+        """This page's path and query: where the login and the language switch come back to."""
+        url = self.request.url
+        return url.path + (f"?{url.query}" if url.query else "")
+
+    @property
     def may_read(self) -> bool:
         return self.scope is not None or not _tokens_required(self.ctx)
 
     @property
     def may_admin(self) -> bool:
-        return self.scope == "admin" or (self.scope is None and not _tokens_required(self.ctx))
+        """Like the API: a logged-in read token may not change things, even on loopback."""
+        if self.scope is not None:
+            return grants(self.scope, "admin")
+        return not _tokens_required(self.ctx)
 
 
 async def page_of(request: Request) -> Page:
@@ -180,7 +190,7 @@ def render(p: Page, template: str, status: int = 200, **values) -> Response:
            ("/subscriptions", "nav.subscriptions"), ("/alerts", "nav.alerts")]
     html = env.get_template(template).render(
         p=p, t=p.t, lang=p.lang, dir=i18n.direction(p.lang), nav=nav, path=p.request.url.path,
-        here=str(p.request.url.path) + (f"?{p.request.url.query}" if p.request.url.query else ""),
+        here=p.here,
         logged_in=p.scope is not None, tokens_required=_tokens_required(p.ctx),
         topic_class={t.id: i for i, t in enumerate(p.ctx.config.topics)}, **values)
     return _finish(HTMLResponse(html, status_code=status), p)
@@ -197,8 +207,7 @@ def _gate(p: Page) -> Response | None:
     """A login redirect when this server needs a token and the visitor has none."""
     if p.may_read:
         return None
-    url = p.request.url
-    return redirect(p, "/login?" + urlencode({"next": _local(url.path + (f"?{url.query}" if url.query else ""))}))
+    return redirect(p, "/login?" + urlencode({"next": _local(p.here)}))
 
 
 async def _posted(request: Request, admin: bool = False) -> tuple[Page, Any, Response | None]:
