@@ -17,6 +17,8 @@ FAST_SETTINGS = {
     "schedule": {"default_interval": 600, "min_interval": 60, "max_interval": 3600, "jitter": 0},
     "parse": {"workers": 0},
     "alerts": {"deliver_interval": 0.5, "retry_base": 0.2, "retry_max": 1},
+    # `raqib run` would serve on 127.0.0.1:8321: tests that want the web app set their own port
+    "web": {"enabled": False},
 }
 
 

@@ -8,7 +8,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from monitor.hits import hit_json
@@ -29,8 +29,9 @@ STREAM_KEEPALIVE = 15.0
             summary="Search stored articles (cursor paging; facets by topic, source, language, day)")
 async def search(ctx: Ctx, q: Q, limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 20,
                  cursor: Annotated[str | None, Query(max_length=100)] = None,
-                 sort: Literal["relevance", "date"] = "relevance", facets: bool = False) -> dict[str, Any]:
-    return await queries.search(ctx, q, limit=limit, cursor=cursor, sort=sort, facets=facets)
+                 sort: Literal["relevance", "date"] = "relevance", facets: bool = False) -> JSONResponse:
+    # JSONResponse directly: the answer is plain JSON already (no per-field re-validation)
+    return JSONResponse(await queries.search(ctx, q, limit=limit, cursor=cursor, sort=sort, facets=facets))
 
 
 @router.get("/articles/{article_id}", tags=["search"], dependencies=read,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -32,6 +32,28 @@ SECURITY_HEADERS = {
 }
 
 
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response that does not set its own (plain ASGI: no
+    per-request task and stream as in Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in self.headers if k not in have]
+            await send(message)
+
+        return await self.app(scope, receive, with_headers)
+
+
 def create_app(ctx: WebContext) -> FastAPI:
     app = FastAPI(title="Raqib", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
                   description="Search, trends, topics, alerts and feeds of a Raqib news monitor. "
@@ -39,13 +61,7 @@ def create_app(ctx: WebContext) -> FastAPI:
     app.state.ctx = ctx
     problems.install(app)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
-
+    app.add_middleware(SecurityHeaders)
     read = [Depends(require_scope("read"))]
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=read)

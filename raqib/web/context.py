@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import Request
+
 from indexers.base import ArticleIndex
 from monitor.config import Config
 from monitor.store import Store
@@ -57,6 +59,7 @@ class WebContext:
         self._db_pool.shutdown(wait=True)
 
 
-def ctx_of(request) -> WebContext:
-    """The dependency handlers use to reach the store, index and pipeline."""
+async def ctx_of(request: Request) -> WebContext:
+    """The dependency handlers use to reach the store, index and pipeline (async: FastAPI
+    would run a plain function in a worker thread, one thread hop per request)."""
     return request.app.state.ctx
