@@ -183,9 +183,9 @@ def set_paused(config: Config, store: Store, sub_id: str, paused: bool) -> Subsc
 
 
 def as_dict(s: Subscription) -> dict[str, Any]:
-    """The one JSON shape of a subscription (CLI --json, API)."""
+    """The one JSON shape of a subscription (CLI --json, API); `created` is ISO 8601 UTC."""
     return {"id": s.id, "name": s.name, "query": s.query, "channels": list(s.channels),
-            "throttle": {"max": s.throttle_max, "per": s.throttle_per} if s.throttle_max else None,
+            "throttle_max": s.throttle_max, "throttle_per": s.throttle_per,
             "digest_minutes": s.digest_minutes, "backfill": s.backfill, "paused": s.paused,
             "origin": s.origin, "managed_by": FILE if s.managed_by_file else None,
             "created": datetime.fromtimestamp(s.created, UTC).isoformat(timespec="seconds") if s.created else None}
@@ -195,6 +195,16 @@ async def preview(index, query: str, limit: int = 5):
     """What a query would have matched among the stored articles (the index's own search, so
     it is exactly what alerts fire on): a SearchPage with `total` and the newest hits."""
     return await index.search(query, limit=limit, sort="date")
+
+
+async def would_match(config: Config, index, query: str, sources: Iterable[str], limit: int = 5) -> dict[str, Any]:
+    """The editor's "would have matched N, e.g. …" (API and pages): the query checked as a
+    subscription's is (`sources` from known_sources), then previewed; raises QueryError."""
+    from monitor.hits import hit_json
+
+    validate(parse(query), [t.id for t in config.topics], list(sources))
+    page = await preview(index, query, limit)
+    return {"query": query, "total": page.total, "examples": [hit_json(h) for h in page.hits]}
 
 
 def delivery_log(store: Store, sub_id: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -162,6 +162,18 @@ def remove(store: Store, feed_id: str) -> None:
     store.save_feed_entries([], remove=[feed_id])
 
 
+async def poll_now(pipeline, feed_id: str) -> dict[str, Any]:
+    """Poll one listed feed at once through the live pipeline (raqib.pipeline.Pipeline; the
+    API's and the pages' "poll now"), then index and match what it brought."""
+    feed = next((f for f in await pipeline.db(load, pipeline.store) if f.id == feed_id), None)
+    if feed is None:
+        raise FeedListError("not-found", f"no feed {feed_id!r}")
+    report = await pipeline.poll(feed.config)
+    await pipeline.drain()
+    return {"id": report.feed_id, "status": report.status, "new": report.new, "updated": report.updated,
+            "items": report.items, "error": report.error or None, "next_due": _when(report.next_due)}
+
+
 # ------------------------------------------------------------------ status
 
 
@@ -171,7 +183,8 @@ def _when(dt: datetime | None) -> str | None:
 
 def status(store: Store, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every listed feed with what the store remembers of it (the list behind `feeds list`,
-    the API and the feeds page): last poll, errors, back-off, next due, articles stored."""
+    the API and the feeds page): last poll, its HTTP status and item count, errors, back-off,
+    next due, articles stored."""
     now = now or datetime.now(UTC)
     states = store.feed_states()
     counts = store.articles_per_feed()
@@ -183,6 +196,7 @@ def status(store: Store, now: datetime | None = None) -> list[dict[str, Any]]:
             "id": c.id, "url": c.url, "name": c.name, "language": c.language, "interval": c.interval,
             "enabled": c.enabled, "origin": f.origin, "managed_by": FILE if f.managed_by_file else None,
             "last_poll": _when(st.last_fetched if st else None), "last_new": _when(st.last_new if st else None),
+            "http_status": st.last_status if st else None, "items": st.last_items if st else None,
             "errors_in_a_row": st.error_count if st else 0, "last_error": st.last_error if st else None,
             "backing_off_until": _when(st.next_due) if backing_off and st else None,
             "next_due": _when(st.next_due if st else None),

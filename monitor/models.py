@@ -90,6 +90,8 @@ class FeedState:
     last_fetched: datetime | None = None
     last_new: datetime | None = None
     seeded: bool = False  # a fetch has succeeded once: later items are news, not back catalogue
+    last_status: int | None = None  # HTTP status of the last poll (None: no answer)
+    last_items: int | None = None  # items the last fetched body carried
 
 
 @dataclass(frozen=True, slots=True)

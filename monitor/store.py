@@ -115,6 +115,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subscriptions ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX IF NOT EXISTS outbox_article ON outbox(article_id);
     CREATE INDEX IF NOT EXISTS articles_fetched ON articles(fetched);
+    ALTER TABLE feeds ADD COLUMN last_status INTEGER;
+    ALTER TABLE feeds ADD COLUMN last_items INTEGER;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -210,11 +212,11 @@ class Store:
     def feed_state(self, url: str) -> FeedState:
         row = self.conn.execute(
             "SELECT url, etag, last_modified, error_count, last_error, interval, next_due, "
-            "last_fetched, last_new, seeded FROM feeds WHERE url = ?", (url,)).fetchone()
+            "last_fetched, last_new, seeded, last_status, last_items FROM feeds WHERE url = ?", (url,)).fetchone()
         if row is None:
             return FeedState(url)
         return FeedState(row[0], row[1], row[2], row[3], row[4], row[5], from_iso(row[6]),
-                         from_iso(row[7]), from_iso(row[8]), bool(row[9]))
+                         from_iso(row[7]), from_iso(row[8]), bool(row[9]), row[10], row[11])
 
     def feed_states(self) -> dict[str, FeedState]:
         return {u: self.feed_state(u) for (u,) in self.conn.execute("SELECT url FROM feeds")}
@@ -222,16 +224,18 @@ class Store:
     def _save_feed(self, st: FeedState) -> None:
         self.conn.execute(
             "INSERT INTO feeds (url, etag, last_modified, error_count, last_error, interval, "
-            "next_due, last_fetched, last_new, seeded) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(url) "
+            "next_due, last_fetched, last_new, seeded, last_status, last_items) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(url) "
             "DO UPDATE SET etag=excluded.etag, last_modified=excluded.last_modified, "
             "error_count=excluded.error_count, last_error=excluded.last_error, "
             "interval=excluded.interval, next_due=excluded.next_due, "
             "last_fetched=excluded.last_fetched, last_new=excluded.last_new, "
-            "seeded=max(seeded, excluded.seeded)",
+            "seeded=max(seeded, excluded.seeded), last_status=excluded.last_status, "
+            "last_items=coalesce(excluded.last_items, last_items)",
             (st.url, st.etag, st.last_modified, st.error_count, st.last_error, st.interval,
              iso(st.next_due) if st.next_due else None,
              iso(st.last_fetched) if st.last_fetched else None,
-             iso(st.last_new) if st.last_new else None, int(st.seeded)))
+             iso(st.last_new) if st.last_new else None, int(st.seeded), st.last_status, st.last_items))
 
     def save_feed_state(self, st: FeedState) -> None:
         with self._tx():
@@ -715,7 +719,8 @@ class Store:
             self.conn.execute("VACUUM")
             done = "vacuum"
         else:
-            self.conn.execute("PRAGMA incremental_vacuum").fetchall()
+            # executescript steps the pragma to the end (execute() frees one page per call)
+            self.conn.executescript("PRAGMA incremental_vacuum;")
             done = "incremental"
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return done

@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = pd.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = dsub.add_parser("stats", help="articles (per feed, per topic, oldest, newest), file sizes, queues, outbox")
     _common(p)
+    p = dsub.add_parser("prune", help="apply retention now (the service does it daily; for cron setups "
+                                      "running `once`); refuses while a service holds the data dir")
+    _common(p)
+    p.add_argument("--days", type=_bounded(1, 36_500), default=None,
+                   help="delete articles older than this (default: retention.days)")
     return ap
 
 
@@ -628,9 +633,11 @@ def _checked_schedule(args) -> tuple[int | None, float | None]:
 
 
 async def _preview(config, query):
+    from alerts.subscriptions import preview
+
     index = _open_index(config)
     try:
-        return await index.search(query, limit=5, sort="date")
+        return await preview(index, query)
     finally:
         await index.close()
 
@@ -776,6 +783,33 @@ def cmd_feeds(args, config) -> int:
         store.close()
 
 
+def _prune(args, config) -> int:
+    from monitor import retention
+    from monitor.lock import DataDirLock
+
+    days = args.days or config.settings.retention.days
+    if not days:
+        raise ConfigError("retention.days is 0 (keep forever); give --days N to prune anyway")
+
+    async def db(fn, *a):
+        return fn(*a)
+
+    async def go():
+        index = _open_index(config)
+        store = _store(config)
+        try:
+            return await retention.apply(db, store, index, days)
+        finally:
+            await index.close()
+            store.close()
+
+    with DataDirLock(config.data_dir, "db prune"):  # the index has one writer: the service's
+        rep = asyncio.run(go())
+    print(json.dumps({"articles_deleted": rep.articles, "alerts_deleted": rep.alerts,
+                      "compacted": rep.compacted or None, "error": rep.error or None}))
+    return 1 if rep.error else 0
+
+
 def _read_capped(path: str, limit: int) -> bytes:
     with open(path, "rb") as f:
         return f.read(limit)
@@ -799,7 +833,10 @@ def _feeds_list(args, rows: list[dict]) -> int:
 
 
 def cmd_db(args, config) -> int:
-    """`raqib db stats`: what is stored, how big the files are, what is waiting."""
+    """`raqib db stats`: what is stored, how big the files are, what is waiting;
+    `raqib db prune`: retention now."""
+    if args.action == "prune":
+        return _prune(args, config)
     store = _store(config)
     try:
         st = store.stats()

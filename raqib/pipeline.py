@@ -322,6 +322,7 @@ class Pipeline:
                 interval = intervals.next_interval(state.interval, 0, sched, fixed=feed.interval)
                 new_state = replace(state, error_count=0, last_error=None, interval=interval,
                                     last_fetched=now, next_due=now + timedelta(seconds=interval),
+                                    last_status=result.status,
                                     etag=result.etag or state.etag,
                                     last_modified=result.last_modified or state.last_modified)
                 await self.db(self.store.save_feed_state, new_state)
@@ -339,7 +340,8 @@ class Pipeline:
                     return replace(state, etag=result.etag, last_modified=result.last_modified,
                                    error_count=0, last_error=None, interval=interval, last_fetched=now,
                                    last_new=now if d.new else state.last_new,
-                                   next_due=now + timedelta(seconds=interval))
+                                   next_due=now + timedelta(seconds=interval),
+                                   last_status=result.status, last_items=len(parsed.articles))
 
                 reserved = await self._backpressure(len(parsed.articles))
                 try:
@@ -362,7 +364,7 @@ class Pipeline:
             base = state.interval or feed.interval or sched.default_interval
             delay = intervals.error_delay(base, count, sched, retry_after)
             new_state = replace(state, error_count=count, last_error=reason, last_fetched=now,
-                                next_due=now + timedelta(seconds=delay))
+                                next_due=now + timedelta(seconds=delay), last_status=getattr(e, "status", None))
             await self.db(self.store.save_feed_state, new_state)
             log.error("feed failed", extra={"feed": feed.id, "url": feed.url, "error": reason,
                                             "errors_in_a_row": count, "retry_in": round(delay)})

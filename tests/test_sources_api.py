@@ -66,6 +66,7 @@ async def test_feed_list_with_status_and_the_rules_of_ownership(tmp_path, feed_s
         f = feeds[0]
         assert f["managed_by"] == "feeds.yaml" and f["articles"] == 6 and f["last_poll"] and f["next_due"]
         assert f["errors_in_a_row"] == 0 and f["last_error"] is None
+        assert f["http_status"] == 200 and f["items"] == 6
 
         new = {"id": "extra", "url": feed_server.url("/extra.xml"), "name": "الطقس", "language": "ar"}
         r = await c.post("/api/v1/feeds", json=new)
@@ -109,6 +110,11 @@ async def test_poll_now_runs_the_pipeline_and_is_refused_without_a_poller(tmp_pa
         assert feed_server.hits["/extra.xml"] == 1
         assert (await c.get("/api/v1/feeds/extra")).json()["articles"] == 3
         _problem(await c.post("/api/v1/feeds/nosuch/poll"), 404)
+        feed_server.set_status("/extra.xml", 404)
+        r = await c.post("/api/v1/feeds/extra/poll")
+        assert r.json()["status"] == "error" and "404" in r.json()["error"]
+        f = (await c.get("/api/v1/feeds/extra")).json()
+        assert (f["http_status"], f["items"], f["errors_in_a_row"]) == (404, 3, 1) and f["backing_off_until"]
     async with served(tmp_path / "ro", feed_server, webhook_receiver, monkeypatch, read_only=True) as c:
         _problem(await c.post("/api/v1/feeds/filefeed/poll"), 409, "raqib web")
 
@@ -163,7 +169,7 @@ async def test_subscriptions_crud_preview_pause_test_send_and_log(tmp_path, feed
         r = await c.post("/api/v1/subscriptions", json=sub)
         assert r.status_code == 201, r.text
         assert r.json() | {"created": None} == {
-            "id": "nato", "name": "nato", "query": "الناتو", "channels": ["hook"], "throttle": {"max": 5, "per": 60},
+            "id": "nato", "name": "nato", "query": "الناتو", "channels": ["hook"], "throttle_max": 5, "throttle_per": 60,
             "digest_minutes": 0, "backfill": False, "paused": False, "origin": "api", "managed_by": None,
             "created": None}
         _problem(await c.post("/api/v1/subscriptions", json=sub), 409, "exists")

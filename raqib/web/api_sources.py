@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict
 from alerts import subscriptions as subs
 from monitor import feedlist
 from monitor.errors import QueryError, RaqibError
-from monitor.hits import hit_json
 from raqib.web.auth import require_scope
 from raqib.web.context import WebContext
 from raqib.web.problems import Problem
@@ -170,14 +169,10 @@ async def poll_feed(feed_id: str, ctx: WebContext = Depends(ctx_of)) -> dict:
     if ctx.pipeline is None:
         raise Problem(409, "No poller", "this server only reads the data dir (`raqib web`); "
                       "poll from the `raqib run` that owns it")
-    feed = next((f for f in await _call(ctx, feedlist.load, ctx.store) if f.id == feed_id), None)
-    if feed is None:
-        raise Problem(404, "Not found", f"no feed {feed_id!r}")
-    report = await ctx.pipeline.poll(feed.config)
-    await ctx.pipeline.drain()
-    return {"id": report.feed_id, "status": report.status, "new": report.new, "updated": report.updated,
-            "items": report.items, "error": report.error or None,
-            "next_due": report.next_due.isoformat(timespec="seconds") if report.next_due else None}
+    try:
+        return await feedlist.poll_now(ctx.pipeline, feed_id)
+    except RaqibError as e:
+        raise _problem(e) from None
 
 
 # ------------------------------------------------------------------ subscriptions
@@ -210,13 +205,9 @@ async def _preview(ctx: WebContext, query: str, limit: int) -> dict:
         raise Problem(422, "Invalid input", "limit: between 1 and 50")
     sources = await _call(ctx, subs.known_sources, ctx.config, ctx.store)
     try:
-        from monitor.query import parse, validate
-
-        validate(parse(query), [t.id for t in ctx.config.topics], sources)
-        page = await subs.preview(ctx.index, query, limit)
+        return await subs.would_match(ctx.config, ctx.index, query, sources, limit)
     except (QueryError, RaqibError) as e:
         raise _problem(e) from None
-    return {"query": query, "total": page.total, "examples": [hit_json(h) for h in page.hits]}
 
 
 @router.post("/subscriptions", dependencies=ADMIN, status_code=201, tags=["subscriptions"])
