@@ -272,6 +272,8 @@ def test_failing_feed_shows_its_error_on_the_feeds_page(site, page):
     page.goto(f"{site.url}/feeds")
     row = page.locator("tr#feed-broken")
     assert "500" in row.locator("td.error").inner_text()
+    assert row.locator("td.http").inner_text() == "500"
+    assert page.locator("tr#feed-news td.http").inner_text() == "200"
     assert row.get_attribute("class") == "failing"
     assert page.locator("tr#feed-news td.error").inner_text().strip() == ""
 

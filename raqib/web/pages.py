@@ -2,7 +2,7 @@
 
 Handlers stay thin: they call the functions the API and the CLI call (raqib.web.queries for
 search, articles, trends and the outbox; monitor.feedlist and alerts.subscriptions for what
-users manage; the API's preview and poll-now) and hand plain values to Jinja2 templates with
+users manage, with their preview and poll-now) and hand plain values to Jinja2 templates with
 autoescape on. Everything a feed provides is escaped, stripped of bidi embedding/override
 controls and shown direction-isolated (dir="auto", <bdi>), so hostile markup is text and
 cannot reorder the page around it. raqib.web.app sends the strict Content-Security-Policy
@@ -37,7 +37,7 @@ from markupsafe import Markup, escape
 from alerts import subscriptions as subs
 from monitor import feedlist
 from monitor.errors import QueryError, RaqibError
-from raqib.web import api_sources, auth, i18n, queries
+from raqib.web import auth, i18n, queries
 from raqib.web.problems import Problem
 from raqib.web.tokens import grants
 
@@ -470,9 +470,11 @@ async def feeds_poll(request: Request, feed_id: str) -> Response:
     p, form, refused = await _posted(request, admin=True)
     if refused is not None:
         return refused
-    report, error = await _answer(p, api_sources.poll_feed(feed_id, p.ctx))  # poll, index, match
+    if p.ctx.pipeline is None:  # `raqib web`: the button is not shown, but a form can be posted
+        return await _feeds(p, error=p.t("feeds.readonly"), status=409)
+    report, error = await _answer(p, feedlist.poll_now(p.ctx.pipeline, feed_id))  # poll, index, match
     if error:
-        return await _feeds(p, error=error, status=409)
+        return await _feeds(p, error=error, status=404)
     return await _feeds(p, p.t("feeds.polled", id=feed_id, status=report["status"]))
 
 
@@ -480,10 +482,11 @@ async def feeds_poll(request: Request, feed_id: str) -> Response:
 
 async def _preview(p: Page, q: str) -> dict:
     """What the editor shows under the query: how many stored articles it would have matched,
-    with the newest few (the API's preview, the same one `raqib subscriptions add` prints)."""
+    with the newest few (the same preview the API and `raqib subscriptions add` give)."""
     if not q:
         return {}
-    found, error = await _answer(p, api_sources._preview(p.ctx, q, 5))
+    sources = await p.ctx.db(subs.known_sources, p.ctx.config, p.ctx.store)
+    found, error = await _answer(p, subs.would_match(p.ctx.config, p.ctx.index, q, sources))
     return {"error": p.t("error.query", detail=error)} if error else found
 
 
