@@ -334,11 +334,23 @@ def test_subscription_editor_previews_then_alerts_once(site, page):
     page.goto(f"{site.url}/alerts")
     row = page.locator("table.outbox tbody tr").first
     assert "nato-desk" in row.inner_text() and row.get_attribute("class") == "sent"
+    # paused, it alerts on nothing new; resumed, it does again
+    page.goto(f"{site.url}/subscriptions")
+    page.locator("tr#sub-nato-desk").get_by_role("button", name="أوقف مؤقتًا").click()
+    page.wait_for_load_state()
+    assert page.locator("tr#sub-nato-desk").get_attribute("class") == "paused"
+    site.publish_live(NEW_TITLE + " (2)", "live-2")
+    site.call(site.run_once())
+    assert [i["title"] for i in site.receiver.items()[before:] if i["subscription_id"] == "nato-desk"] == [NEW_TITLE]
+    page.locator("tr#sub-nato-desk").get_by_role("button", name="استأنف").click()
+    page.wait_for_load_state()
+    assert page.locator("tr#sub-nato-desk").get_attribute("class") == "active"
 
 
 def test_pages_are_small_and_send_a_strict_csp(site):
+    longest = " OR ".join(["الناتو"] + [f"كلمة{'ب' * 18}{'ت' * (i % 7)}" for i in range(120)])  # ~3,600 chars
     for path in ("/search?q=الناتو", "/search?q=topic:kursk", "/topics/kursk", "/feeds", "/subscriptions",
-                 "/alerts", "/login"):
+                 "/alerts", "/login", f"/search?q={longest}"):
         r = _get(site, path)
         assert r.status_code == 200, path
         assert len(r.content) < 200_000, (path, len(r.content))

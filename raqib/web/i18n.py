@@ -94,6 +94,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "subs.preview": "معاينة",
         "subs.save": "احفظ",
         "subs.remove": "احذف",
+        "subs.pause": "أوقف مؤقتًا",
+        "subs.resume": "استأنف",
+        "subs.paused": "موقوف",
         "subs.saved": "حُفظ الاشتراك {id}.",
         "subs.removed": "حُذف الاشتراك {id}.",
         "subs.would": "كان سيطابق {n} مقالة",
@@ -118,6 +121,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "error.query": "استعلام غير صالح: {detail}",
         "error.csrf": "انتهت صلاحية النموذج؛ أعد المحاولة.",
         "error.forbidden": "هذا يحتاج رمزًا بصلاحية admin.",
+        "error.notfound": "الصفحة غير موجودة.",
     },
     "en": {
         "app": "Raqib",
@@ -202,6 +206,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "subs.preview": "Preview",
         "subs.save": "Save",
         "subs.remove": "Remove",
+        "subs.pause": "Pause",
+        "subs.resume": "Resume",
+        "subs.paused": "paused",
         "subs.saved": "Saved subscription {id}.",
         "subs.removed": "Removed subscription {id}.",
         "subs.would": "Would have matched {n} articles",
@@ -226,6 +233,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "error.query": "Invalid query: {detail}",
         "error.csrf": "The form expired; try again.",
         "error.forbidden": "This needs a token with scope admin.",
+        "error.notfound": "Page not found.",
     },
 }
 

@@ -56,6 +56,7 @@ ARTICLE_CHARS = 60_000  # an article page stays well under 200 KB however long t
 OUTBOX_ROWS = 100
 CHART_DAYS = 90
 OPML_MAX = 1_000_000
+FACET_QUERY_MAX = 500  # longer queries get no facet links (each repeats the query): pages stay small
 # A path on this server: "/" not followed by another slash or a backslash (browsers read "/\x"
 # and, after dropping tabs, "/<tab>/x" as a host), and no whitespace or control characters.
 _LOCAL_RE = re.compile(r"^/(?![/\\])[^\s\x00-\x1f\x7f\\]*$")
@@ -348,11 +349,11 @@ async def search_page(request: Request, q: str = "", cursor: str | None = None,
     if q:
         result, error = await _answer(p, queries.search(p.ctx, q, limit=PAGE_SIZE, cursor=cursor or None,
                                                         sort=sort, facets=True))
-    if result:
+    if result and len(q) <= FACET_QUERY_MAX:  # each facet link repeats the query
         facets = {kind: [{"value": f["value"], "count": f["count"], "href": _refine(q, kind, f["value"])}
                          for f in values] for kind, values in result["facets"].items() if values}
-        if result["next_cursor"]:
-            result["next"] = "/search?" + urlencode({"q": q, "sort": sort, "cursor": result["next_cursor"]})
+    if result and result["next_cursor"]:
+        result["next"] = "/search?" + urlencode({"q": q, "sort": sort, "cursor": result["next_cursor"]})
     return render(p, "search.html", 400 if error else 200, q=q, sort=sort, result=result, facets=facets,
                   error=error and p.t("error.query", detail=error), topics=[t.id for t in p.ctx.config.topics])
 
@@ -543,6 +544,18 @@ async def subscriptions_remove(request: Request, sub_id: str) -> Response:
     if error:
         return await _subscriptions(p, error=error, status=400)
     return await _subscriptions(p, notice=p.t("subs.removed", id=sub_id))
+
+
+@router.post("/subscriptions/{sub_id}/{action}")
+async def subscriptions_pause(request: Request, sub_id: str, action: str) -> Response:
+    """Pause (matches meanwhile are not alerted) or resume; alerts.yaml's too, as in the API."""
+    p, form, refused = await _posted(request, admin=True)
+    if refused is not None:
+        return refused
+    if action not in ("pause", "resume"):
+        return render(p, "message.html", 404, message=p.t("error.notfound"))
+    _, error = await _answer(p, p.ctx.db(subs.set_paused, p.ctx.config, p.ctx.store, sub_id, action == "pause"))
+    return await _subscriptions(p, error=error, status=400 if error else 200)
 
 
 @router.get("/alerts")
