@@ -361,6 +361,14 @@ def test_pages_are_small_and_send_a_strict_csp(site):
         assert not re.search(r"(src|href)=\"(https?:)?//", r.text.replace(site.url, "")), path
 
 
+def test_assets_are_served_here(site):
+    css, js = _get(site, "/static/raqib.css"), _get(site, "/static/raqib.js")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert "http" not in css.text and "http" not in js.text  # nothing fetched from elsewhere
+    assert _get(site, "/static/..%2Fpages.py").status_code == 404
+
+
 def test_session_cookie_and_csrf(site):
     r = _get(site, "/subscriptions")
     cookie = r.headers["set-cookie"]
