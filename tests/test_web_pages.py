@@ -334,6 +334,8 @@ def test_subscription_editor_previews_then_alerts_once(site, page):
     page.goto(f"{site.url}/alerts")
     row = page.locator("table.outbox tbody tr").first
     assert "nato-desk" in row.inner_text() and row.get_attribute("class") == "sent"
+    page.goto(f"{site.url}/alerts?state=pending")
+    assert "nato-desk" not in page.locator("main").inner_text()
     # paused, it alerts on nothing new; resumed, it does again
     page.goto(f"{site.url}/subscriptions")
     page.locator("tr#sub-nato-desk").get_by_role("button", name="أوقف مؤقتًا").click()
@@ -404,6 +406,8 @@ def test_bad_query_is_one_line_not_a_traceback(site):
     r = _get(site, "/search?q=foo:bar")
     assert r.status_code == 400
     assert "foo" in r.text and "Traceback" not in r.text
+    r = _get(site, "/alerts?state=bogus")
+    assert r.status_code == 400 and "bogus" in r.text and "Traceback" not in r.text
 
 
 def _login(page, url: str, token: str) -> None:

@@ -567,7 +567,7 @@ async def alerts_page(request: Request, state: str = "all", before: int | None =
     if error:
         return render(p, "message.html", 400, message=error)
     more = ("/alerts?" + urlencode({"state": state, "before": log["next_before"]})) if log["next_before"] else None
-    return render(p, "alerts.html", rows=log["items"], backlog=log["backlog"], state=state, more=more,
+    return render(p, "alerts.html", rows=log["items"], state=state, more=more,
                   states=queries.OUTBOX_STATES)
 
 
