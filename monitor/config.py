@@ -214,6 +214,8 @@ def split_listen(v: str) -> tuple[str, int]:
     if not 0 < int(port) < 65536:
         raise ValueError(f"port {port} is out of range (1-65535)")
     return host, int(port)
+
+
 class RetentionSettings(_Model):
     days: float = Field(0, ge=0, le=100 * 365)  # 0 keeps articles forever
 
