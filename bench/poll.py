@@ -1,7 +1,7 @@
 """(c) One poll cycle over N feeds served locally, end to end in Raqib, next to `reader`.
 
     python bench/poll.py [--feeds 1000] [--items 50] [--reader-workers 1,16] [--no-reader]
-                         [--no-reader-search] [--profile FILE] [--keep]
+                         [--no-reader-search] [--profile FILE] [--profile-304 FILE] [--keep]
 
 Needs the `bench` extra (reader) and sgmllib3k (reader's vendored feedparser imports sgmllib).
 
@@ -379,6 +379,7 @@ def main() -> None:
     ap.add_argument("--no-reader-search", action="store_true",
                     help="skip timing reader.update_search() after its update")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the Raqib all-new pass (main process) to FILE")
+    ap.add_argument("--profile-304", metavar="FILE", help="cProfile the Raqib all-304 pass to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
 
@@ -410,7 +411,7 @@ def main() -> None:
         raqib = {"new": raqib_pass(cdir, tmp, args.feeds, args.profile)}
         raqib["new"]["server"] = server.stats()
         raqib["new"]["index_rows"] = raqib_index_count(tmp)
-        raqib["not_modified"] = raqib_pass(cdir, tmp, args.feeds)
+        raqib["not_modified"] = raqib_pass(cdir, tmp, args.feeds, args.profile_304)
         raqib["not_modified"]["server"] = server.stats()
         result["raqib"] = raqib
         print(f"raqib: new {raqib['new']['wall_s']}s, 304 {raqib['not_modified']['wall_s']}s",

@@ -57,7 +57,7 @@ MAX_LIMIT = 100_000
 TITLE_BOOST = 3.0
 MAX_TOKEN_CHARS = 10_000  # longer tokens are left out: no query word can be that long
 WRITER_HEAP = 64_000_000
-WRITER_THREADS = 2
+WRITER_THREADS = 1  # one segment per commit: less merging; the indexing thread keeps up with Python
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _FIELDS = {"any": ("title", "body"), "title": ("title",), "body": ("body",)}
@@ -243,9 +243,23 @@ class TantivyIndex:
 
     def index_sync(self, articles: Sequence[Article]) -> None:
         """Replace each article's document; returns after the commit (durable)."""
+        self.add_sync(articles)
+        self.commit_sync()
+
+    async def add(self, articles: Sequence[Article]) -> None:
+        await self._run(self.add_sync, articles)
+
+    async def commit(self) -> None:
+        await self._run(self.commit_sync)
+
+    def add_sync(self, articles: Sequence[Article]) -> None:
+        """Replace each article's document, not yet visible or durable: a drain adds page
+        after page and commits about once a second (each commit is a segment to write and
+        later merge). A failure rolls back everything added since the last commit."""
         rowids = self.store.rowids([a.id for a in articles])
         missing = [a.id for a in articles if a.id not in rowids]
         if missing:
+            self._rollback()
             raise IndexError_(f"article {missing[0]} is not in the store")
         w = self._writer_()
         try:
@@ -265,10 +279,25 @@ class TantivyIndex:
                 doc.add_integer("published_us", to_us(a.published))
                 w.delete_documents_by_term("id", a.id)
                 w.add_document(doc)
+        except (ValueError, OSError) as e:
+            self._rollback()
+            raise IndexError_(f"{self.path}: indexing failed: {e}") from None
+
+    def commit_sync(self) -> None:
+        """Make what was added visible to searchers and durable."""
+        w = self._writer_()
+        try:
             w.commit()
         except (ValueError, OSError) as e:
-            w.rollback()
+            self._rollback()
             raise IndexError_(f"{self.path}: indexing failed: {e}") from None
+
+    def _rollback(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.rollback()
+            except ValueError as e:  # pragma: no cover - the writer is gone already
+                log.warning("search index rollback failed: %s", e)
 
     def clear_sync(self) -> None:
         """Remove every document (`raqib index reindex` starts from nothing); a directory
