@@ -94,8 +94,9 @@ def pre_tokenized(text: str) -> tantivy.PreTokenizedString:
     return _pre_tokenized(tokens(text))
 
 
-def _pre_tokenized(toks: Sequence[str]) -> tantivy.PreTokenizedString:
-    return tantivy.PreTokenizedString("", [tantivy.Token(k, pos, 0, 0) for pos, t in enumerate(toks)
+def _pre_tokenized(toks: Sequence[str], Token=tantivy.Token, forms=forms) -> tantivy.PreTokenizedString:
+    """(Locals bound as defaults: this runs for every token of every article indexed.)"""
+    return tantivy.PreTokenizedString("", [Token(k, pos, 0) for pos, t in enumerate(toks)
                                            if len(t) <= MAX_TOKEN_CHARS for k in forms(t)])
 
 
@@ -187,6 +188,7 @@ class TantivyIndex:
         self.store = Store(self.db_path)
         self.schema = build_schema()
         self._writer: tantivy.IndexWriter | None = None
+        self._added: set[str] = set()  # ids added since the last commit
         fresh = not (self.path / "meta.json").exists()
         self.ix: tantivy.Index | None = None
         self._broken = ""  # why the directory cannot be opened (health says red, reindex rebuilds)
@@ -263,6 +265,7 @@ class TantivyIndex:
             raise IndexError_(f"article {missing[0]} is not in the store")
         w = self._writer_()
         try:
+            replaced = self._held([a.id for a in articles])
             for a in articles:
                 doc = tantivy.Document()
                 doc.add_text("id", a.id)
@@ -277,22 +280,38 @@ class TantivyIndex:
                     doc.add_text("source", s)
                 doc.add_text("lang", a.language)
                 doc.add_integer("published_us", to_us(a.published))
-                w.delete_documents_by_term("id", a.id)
+                if a.id in replaced:  # an updated article (or one indexed before a crash)
+                    w.delete_documents_by_term("id", a.id)
+                replaced.add(a.id)
+                self._added.add(a.id)
                 w.add_document(doc)
         except (ValueError, OSError) as e:
             self._rollback()
             raise IndexError_(f"{self.path}: indexing failed: {e}") from None
+
+    def _held(self, ids: list[str]) -> set[str]:
+        """The ids among `ids` the index already holds, committed or added since: only their
+        old documents need deleting (a delete per document costs at every commit)."""
+        if not ids:
+            return set()
+        ix = self._index()
+        ix.reload()
+        searcher = ix.searcher()
+        res = searcher.search(Query.term_set_query(self.schema, "id", ids), len(ids), count=False)
+        return {searcher.doc(addr)["id"][0] for _, addr in res.hits} | (self._added & set(ids))
 
     def commit_sync(self) -> None:
         """Make what was added visible to searchers and durable."""
         w = self._writer_()
         try:
             w.commit()
+            self._added.clear()
         except (ValueError, OSError) as e:
             self._rollback()
             raise IndexError_(f"{self.path}: indexing failed: {e}") from None
 
     def _rollback(self) -> None:
+        self._added.clear()
         if self._writer is not None:
             try:
                 self._writer.rollback()
@@ -308,6 +327,7 @@ class TantivyIndex:
         w = self._writer_()
         w.delete_all_documents()
         w.commit()
+        self._added.clear()
 
     async def clear(self) -> None:
         await self._run(self.clear_sync)

@@ -284,6 +284,7 @@ class Pipeline:
         self._keys: dict[str, set[str]] = {}
         self._worker_id: str | None = None
         self._reserved = 0  # articles of polls past backpressure, not yet stored
+        self._room = asyncio.Event()  # set (and replaced) when a drain has matched a page
         self.on_alerts: list = []  # callbacks woken when the outbox grows
 
     def _make_cpu_pool(self) -> ParseWorkers:
@@ -400,7 +401,12 @@ class Pipeline:
         seen = analysis.reads()
         while ((analysis.backlog() or self._reserved)
                and analysis.backlog() + self._reserved + n > analysis.BACKLOG_HIGH):
-            await asyncio.sleep(0.05)
+            # Woken by the drain, not a tight timer: a hundred polls waiting on 50 ms sleeps
+            # cost the main process seconds of CPU over a long catch-up.
+            try:
+                await asyncio.wait_for(self._room.wait(), 0.5)
+            except TimeoutError:
+                pass
             if (r := analysis.reads()) != seen:
                 seen, deadline = r, time.monotonic() + BACKPRESSURE_WAIT
             elif time.monotonic() >= deadline:
@@ -456,6 +462,8 @@ class Pipeline:
                                       [p.key for p in pending], time.time())
                 report.matched += len(pending)
                 report.alerts += added
+                room, self._room = self._room, asyncio.Event()
+                room.set()  # polls held back by _backpressure look again
                 if len(pending) < batch:
                     break
         if report.alerts:

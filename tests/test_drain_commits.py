@@ -123,3 +123,21 @@ async def test_a_stuck_drain_lets_a_poll_through(small_handoff):
     assert await p._backpressure(3) == 3  # nothing reads the hand-off: released after the wait
     assert analysis.backlog() == 6
     await p.close()
+
+
+def test_a_document_is_replaced_whether_committed_or_only_added(tmp_path):
+    """Deletes are issued only for ids the index holds; those it holds are still replaced."""
+    store = Store(tmp_path / "raqib.db")
+    a = make_article("الناتو", "نص أول", link="https://x.org/r")
+    store.ingest([a], [], {}, None)
+    index = Counting(tmp_path / "raqib.db")
+    index.index_sync([a])
+    index.index_sync([dataclasses.replace(a, content="نص ثان")])  # committed before: replaced
+    assert index.count_sync() == 1 and index.search_sync("ثان").total == 1
+    index.add_sync([dataclasses.replace(a, content="نص ثالث")])
+    index.add_sync([dataclasses.replace(a, content="نص رابع")])  # added, not committed: replaced too
+    index.commit_sync()
+    assert index.count_sync() == 1 and index.search_sync("رابع").total == 1
+    assert index.search_sync("ثالث").total == 0
+    index.close_sync()
+    store.close()
