@@ -20,7 +20,7 @@ defaults with parse.workers 2, fetch.per_host_limit 50, fetch.total_limit 100; t
 topics.yaml and alerts.yaml — the default `tracked-topics` subscription to the log channel;
 feeds.yaml with the local feeds), `monitor.config.load_config`, and
 `raqib.service.run_once(config)` twice: (1) all-new content — fetch, parse, tag, store,
-index into the embedded SQLite FTS5 index, match, outbox, deliver; (2) all-304.
+index into the embedded tantivy index, match, outbox, deliver; (2) all-304.
 Logging is set up as `raqib once` does (INFO), written to a file in the temporary directory.
 
 reader (lemon24/reader) updates the same served feeds in the same run: `make_reader(db)`,
