@@ -180,6 +180,8 @@ def _cursor(cursor: str | None, sort: str) -> int | tuple[int, int] | None:
 class TantivyIndex:
     """ArticleIndex over a tantivy directory (see indexers.base for the contract)."""
 
+    commits_apart = True  # add() then commit(): the drain commits about once a second
+
     def __init__(self, db_path: Path | str, clock: Clock = utcnow, path: Path | str | None = None):
         self.db_path = Path(db_path)
         self.path = Path(path) if path else self.db_path.parent / "index"

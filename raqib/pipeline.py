@@ -553,7 +553,7 @@ async def drain_index(db, store: Store, index: ArticleIndex, batch: int = 500) -
     A document the backend refuses is counted and, after MAX_INDEX_ATTEMPTS refusals, set
     aside as a dead letter; it never holds up the pages behind it. A backend that takes
     nothing (down, unreachable) ends the drain: everything stays queued for the next one."""
-    if hasattr(index, "add") and hasattr(index, "commit"):
+    if getattr(index, "commits_apart", False):
         return await _drain_committing_apart(db, store, index, batch)
     indexed, error, after = 0, "", 0
     while True:
