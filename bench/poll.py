@@ -1,7 +1,7 @@
 """(c) One poll cycle over N feeds served locally, end to end in Raqib, next to `reader`.
 
     python bench/poll.py [--feeds 1000] [--items 50] [--reader-workers 1,16] [--no-reader]
-                         [--no-reader-search] [--profile FILE] [--keep]
+                         [--no-reader-search] [--profile FILE] [--profile-304 FILE] [--keep]
 
 Needs the `bench` extra (reader) and sgmllib3k (reader's vendored feedparser imports sgmllib).
 
@@ -20,7 +20,7 @@ defaults with parse.workers 2, fetch.per_host_limit 50, fetch.total_limit 100; t
 topics.yaml and alerts.yaml — the default `tracked-topics` subscription to the log channel;
 feeds.yaml with the local feeds), `monitor.config.load_config`, and
 `raqib.service.run_once(config)` twice: (1) all-new content — fetch, parse, tag, store,
-index into the embedded SQLite FTS5 index, match, outbox, deliver; (2) all-304.
+index into the embedded tantivy index, match, outbox, deliver; (2) all-304.
 Logging is set up as `raqib once` does (INFO), written to a file in the temporary directory.
 
 reader (lemon24/reader) updates the same served feeds in the same run: `make_reader(db)`,
@@ -379,6 +379,7 @@ def main() -> None:
     ap.add_argument("--no-reader-search", action="store_true",
                     help="skip timing reader.update_search() after its update")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the Raqib all-new pass (main process) to FILE")
+    ap.add_argument("--profile-304", metavar="FILE", help="cProfile the Raqib all-304 pass to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
 
@@ -410,7 +411,7 @@ def main() -> None:
         raqib = {"new": raqib_pass(cdir, tmp, args.feeds, args.profile)}
         raqib["new"]["server"] = server.stats()
         raqib["new"]["index_rows"] = raqib_index_count(tmp)
-        raqib["not_modified"] = raqib_pass(cdir, tmp, args.feeds)
+        raqib["not_modified"] = raqib_pass(cdir, tmp, args.feeds, args.profile_304)
         raqib["not_modified"]["server"] = server.stats()
         result["raqib"] = raqib
         print(f"raqib: new {raqib['new']['wall_s']}s, 304 {raqib['not_modified']['wall_s']}s",

@@ -57,7 +57,7 @@ MAX_LIMIT = 100_000
 TITLE_BOOST = 3.0
 MAX_TOKEN_CHARS = 10_000  # longer tokens are left out: no query word can be that long
 WRITER_HEAP = 64_000_000
-WRITER_THREADS = 2
+WRITER_THREADS = 1  # one segment per commit: less merging; the indexing thread keeps up with Python
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _FIELDS = {"any": ("title", "body"), "title": ("title",), "body": ("body",)}
@@ -94,8 +94,9 @@ def pre_tokenized(text: str) -> tantivy.PreTokenizedString:
     return _pre_tokenized(tokens(text))
 
 
-def _pre_tokenized(toks: Sequence[str]) -> tantivy.PreTokenizedString:
-    return tantivy.PreTokenizedString("", [tantivy.Token(k, pos, 0, 0) for pos, t in enumerate(toks)
+def _pre_tokenized(toks: Sequence[str], Token=tantivy.Token, forms=forms) -> tantivy.PreTokenizedString:
+    """(Locals bound as defaults: this runs for every token of every article indexed.)"""
+    return tantivy.PreTokenizedString("", [Token(k, pos, 0) for pos, t in enumerate(toks)
                                            if len(t) <= MAX_TOKEN_CHARS for k in forms(t)])
 
 
@@ -179,6 +180,8 @@ def _cursor(cursor: str | None, sort: str) -> int | tuple[int, int] | None:
 class TantivyIndex:
     """ArticleIndex over a tantivy directory (see indexers.base for the contract)."""
 
+    commits_apart = True  # add() then commit(): the drain commits about once a second
+
     def __init__(self, db_path: Path | str, clock: Clock = utcnow, path: Path | str | None = None):
         self.db_path = Path(db_path)
         self.path = Path(path) if path else self.db_path.parent / "index"
@@ -187,6 +190,8 @@ class TantivyIndex:
         self.store = Store(self.db_path)
         self.schema = build_schema()
         self._writer: tantivy.IndexWriter | None = None
+        self._added: set[str] = set()  # ids added since the last commit
+        self._dropped = False  # a rollback outside the drain dropped uncommitted pages
         fresh = not (self.path / "meta.json").exists()
         self.ix: tantivy.Index | None = None
         self._broken = ""  # why the directory cannot be opened (health says red, reindex rebuilds)
@@ -243,12 +248,27 @@ class TantivyIndex:
 
     def index_sync(self, articles: Sequence[Article]) -> None:
         """Replace each article's document; returns after the commit (durable)."""
+        self.add_sync(articles)
+        self.commit_sync()
+
+    async def add(self, articles: Sequence[Article]) -> None:
+        await self._run(self.add_sync, articles)
+
+    async def commit(self) -> None:
+        await self._run(self.commit_sync)
+
+    def add_sync(self, articles: Sequence[Article]) -> None:
+        """Replace each article's document, not yet visible or durable: a drain adds page
+        after page and commits about once a second (each commit is a segment to write and
+        later merge). A failure rolls back everything added since the last commit."""
         rowids = self.store.rowids([a.id for a in articles])
         missing = [a.id for a in articles if a.id not in rowids]
         if missing:
+            self._rollback()
             raise IndexError_(f"article {missing[0]} is not in the store")
         w = self._writer_()
         try:
+            replaced = self._held([a.id for a in articles])
             for a in articles:
                 doc = tantivy.Document()
                 doc.add_text("id", a.id)
@@ -263,11 +283,13 @@ class TantivyIndex:
                     doc.add_text("source", s)
                 doc.add_text("lang", a.language)
                 doc.add_integer("published_us", to_us(a.published))
-                w.delete_documents_by_term("id", a.id)
+                if a.id in replaced:  # an updated article (or one indexed before a crash)
+                    w.delete_documents_by_term("id", a.id)
+                replaced.add(a.id)
+                self._added.add(a.id)
                 w.add_document(doc)
-            w.commit()
         except (ValueError, OSError) as e:
-            w.rollback()
+            self._rollback()
             raise IndexError_(f"{self.path}: indexing failed: {e}") from None
 
     async def delete(self, ids: Sequence[str]) -> None:
@@ -281,10 +303,47 @@ class TantivyIndex:
         try:
             for aid in ids:
                 w.delete_documents_by_term("id", aid)
-            w.commit()
+            w.commit()  # also commits pages a drain added: they are durable sooner, no harm
+            self._added.clear()
         except (ValueError, OSError) as e:
-            w.rollback()
+            # The rollback also drops pages a drain added and has not committed yet; its next
+            # commit must fail so it leaves them queued instead of marking them indexed.
+            self._rollback()
+            self._dropped = True
             raise IndexError_(f"{self.path}: deleting documents failed: {e}") from None
+
+    def _held(self, ids: list[str]) -> set[str]:
+        """The ids among `ids` the index already holds, committed or added since: only their
+        old documents need deleting (a delete per document costs at every commit)."""
+        if not ids:
+            return set()
+        ix = self._index()
+        ix.reload()
+        searcher = ix.searcher()
+        res = searcher.search(Query.term_set_query(self.schema, "id", ids), len(ids), count=False)
+        return {searcher.doc(addr)["id"][0] for _, addr in res.hits} | (self._added & set(ids))
+
+    def commit_sync(self) -> None:
+        """Make what was added visible to searchers and durable."""
+        if self._dropped:
+            self._dropped = False
+            raise IndexError_(f"{self.path}: documents added since the last commit were rolled back "
+                              "(a failed deletion); they stay queued")
+        w = self._writer_()
+        try:
+            w.commit()
+            self._added.clear()
+        except (ValueError, OSError) as e:
+            self._rollback()
+            raise IndexError_(f"{self.path}: indexing failed: {e}") from None
+
+    def _rollback(self) -> None:
+        self._added.clear()
+        if self._writer is not None:
+            try:
+                self._writer.rollback()
+            except ValueError as e:  # pragma: no cover - the writer is gone already
+                log.warning("search index rollback failed: %s", e)
 
     def clear_sync(self) -> None:
         """Remove every document (`raqib index reindex` starts from nothing); a directory
@@ -295,6 +354,7 @@ class TantivyIndex:
         w = self._writer_()
         w.delete_all_documents()
         w.commit()
+        self._added.clear()
 
     async def clear(self) -> None:
         await self._run(self.clear_sync)

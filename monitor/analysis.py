@@ -88,6 +88,11 @@ def shipped(article: Article, consume: bool = False) -> Analysis | None:
     return kept[3]
 
 
+def reads() -> int:
+    """Analyses read so far (shipped, handed off or computed): a drain that is moving."""
+    return stats["shipped"] + stats["handed_off"] + stats["analyzed_here"]
+
+
 def backlog() -> int:
     """Articles stored with a shipped analysis that the matcher has not read yet."""
     return len(_handoff)

@@ -46,7 +46,7 @@ log = logging.getLogger("raqib.pipeline")
 _WORKER_TAGGER: Tagger | None = None
 _WORKER_TIMEOUT = 0.0
 _WORKER_MEMORY = 0
-BACKPRESSURE_WAIT = 10.0  # seconds a parsed feed may wait for the matcher to catch up
+BACKPRESSURE_WAIT = 10.0  # seconds a parsed feed waits for a drain that makes no progress
 HARD_DEADLINE_GRACE = 30.0  # seconds the parent adds to a worker's own deadline (start-up, queueing)
 
 
@@ -284,6 +284,7 @@ class Pipeline:
         self._keys: dict[str, Wanted] = {}
         self._worker_id: str | None = None
         self._reserved = 0  # articles of polls past backpressure, not yet stored
+        self._room = asyncio.Event()  # set (and replaced) when a drain has matched a page
         self.on_alerts: list = []  # callbacks woken when the outbox grows
 
     def _make_cpu_pool(self) -> ParseWorkers:
@@ -392,18 +393,29 @@ class Pipeline:
         return d, new_state
 
     async def _backpressure(self, n: int) -> int:
-        """Hold a parsed feed of `n` articles back while the matcher is far behind; returns
-        the articles reserved (release them once stored). Bounded: whatever drains, or not, a
-        poll waits at most BACKPRESSURE_WAIT seconds. The main process is then the
-        bottleneck; waiting costs no time, storing on would cost re-analysis. Check and
-        reservation happen with no await between, so concurrent polls cannot all pass at once."""
+        """Hold a parsed feed of `n` articles back while the drain is far behind; returns
+        the articles reserved (release them once stored). The main process is then the
+        bottleneck: waiting costs no time, storing on would push analyses out of the hand-off
+        and cost re-analysis. A poll waits as long as the drain makes progress (reads shipped
+        analyses, for the index or the matcher); a drain stuck for BACKPRESSURE_WAIT seconds
+        (an index that is down) lets it through. Check and reservation happen with no await
+        between, so concurrent polls cannot all pass at once."""
         if self._percolator:
             return 0
         deadline = time.monotonic() + BACKPRESSURE_WAIT
+        seen = analysis.reads()
         while ((analysis.backlog() or self._reserved)
-               and analysis.backlog() + self._reserved + n > analysis.BACKLOG_HIGH
-               and time.monotonic() < deadline):
-            await asyncio.sleep(0.05)
+               and analysis.backlog() + self._reserved + n > analysis.BACKLOG_HIGH):
+            # Woken by the drain, not a tight timer: a hundred polls waiting on 50 ms sleeps
+            # cost the main process seconds of CPU over a long catch-up.
+            try:
+                await asyncio.wait_for(self._room.wait(), 0.5)
+            except TimeoutError:
+                pass
+            if (r := analysis.reads()) != seen:
+                seen, deadline = r, time.monotonic() + BACKPRESSURE_WAIT
+            elif time.monotonic() >= deadline:
+                break
         self._reserved += n
         return n
 
@@ -458,6 +470,8 @@ class Pipeline:
                 metrics.fetch_to_alert.observe_many(queued - fetched[it.article_id] for _, it in items)
                 report.matched += len(pending)
                 report.alerts += added
+                room, self._room = self._room, asyncio.Event()
+                room.set()  # polls held back by _backpressure look again
                 if len(pending) < batch:
                     break
         if report.alerts:
@@ -539,12 +553,17 @@ def _loadable(subs: list[Subscription]) -> tuple[list[Subscription], dict[str, W
 MAX_INDEX_ATTEMPTS = 5  # refusals of one article before it becomes a dead letter
 
 
+COMMIT_EVERY = 1.0  # seconds: how long an index that commits apart may hold added pages
+
+
 async def drain_index(db, store: Store, index: ArticleIndex, batch: int = 500) -> tuple[int, str]:
     """Index the queued articles page by page; returns (indexed, last error).
 
     A document the backend refuses is counted and, after MAX_INDEX_ATTEMPTS refusals, set
     aside as a dead letter; it never holds up the pages behind it. A backend that takes
     nothing (down, unreachable) ends the drain: everything stays queued for the next one."""
+    if getattr(index, "commits_apart", False):
+        return await _drain_committing_apart(db, store, index, batch)
     indexed, error, after = 0, "", 0
     while True:
         pending = await db(store.pending, "indexed", batch, after)
@@ -575,6 +594,35 @@ async def drain_index(db, store: Store, index: ArticleIndex, batch: int = 500) -
         if len(pending) < batch:
             break
     return indexed, error
+
+
+async def _drain_committing_apart(db, store: Store, index, batch: int) -> tuple[int, str]:
+    """The embedded index: pages are added as they come and committed about once per
+    COMMIT_EVERY (and at the end), and marked indexed only once committed. Such an index
+    takes a page whole or not at all, so a failure leaves everything since the last commit
+    queued."""
+    indexed, after = 0, 0
+    added: list = []
+    since = time.monotonic()
+    try:
+        while True:
+            pending = await db(store.pending, "indexed", batch, after)
+            if pending:
+                after = pending[-1].key[0]
+                await index.add([p.article for p in pending])
+                added += [p.key for p in pending]
+            last = len(pending) < batch
+            if added and (last or time.monotonic() - since >= COMMIT_EVERY):
+                await index.commit()
+                await db(store.mark, "indexed", added)
+                indexed += len(added)
+                added, since = [], time.monotonic()
+            if last:
+                return indexed, ""
+    except IndexError_ as e:
+        log.error("index unavailable; articles stay queued",
+                  extra={"error": str(e)[:500], "queued": len(added)})
+        return indexed, str(e)
 
 
 def jittered(seconds: float, jitter: float) -> float:
