@@ -88,11 +88,15 @@ def version(store: Store) -> tuple:
 def sync_from_config(store: Store, configured: tuple[SubscriptionConfig, ...]) -> None:
     """alerts.yaml is authoritative for the subscriptions it defines; CLI-added ones stay."""
     wanted = {c.id: Subscription.from_config(c) for c in configured}
-    for s in load_all(store):
-        if s.origin == "file" and s.id not in wanted:
-            remove(store, s.id)
-    for s in wanted.values():
-        save(store, s)
+    have = {s.id: s for s in load_all(store)}
+    gone = [i for i, s in have.items() if s.origin == "file" and i not in wanted]
+    # Only what changed is written (queries were checked when alerts.yaml loaded): an unchanged
+    # file leaves the change counter alone, so the matcher is not rebuilt at every start.
+    changed = [_row(s) for i, s in wanted.items() if i not in have or _row(have[i])[:-1] != _row(s)[:-1]]
+    if gone:
+        store.remove_subscriptions(gone)
+    if changed:
+        store.save_subscriptions(changed)
 
 
 # ------------------------------------------------------------------ management (CLI, API, pages)

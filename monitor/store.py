@@ -424,21 +424,33 @@ class Store:
                             "origin, backfill, created_ts")
 
     def save_subscription(self, row: Sequence) -> None:
-        """Insert or update one subscription; its creation time is kept on update.
+        """Insert or update one subscription; its creation time is kept on update."""
+        self.save_subscriptions([row])
+
+    def save_subscriptions(self, rows: Iterable[Sequence]) -> None:
+        """Insert or update subscriptions in one transaction (alerts.yaml's 100k at start is
+        one commit, not 100k), bumping the change counter once.
 
         A new row without a creation time (last column 0) is stamped inside the write lock, so
         against articles stored concurrently the order of stamps is the order of commits."""
         with self._tx():
-            if not row[-1]:
-                row = (*row[:-1], time.time())
-            self.conn.execute(
+            now, stamp = time.time(), iso(datetime.now(UTC))
+            self.conn.executemany(
                 f"INSERT INTO subscriptions ({self.SUBSCRIPTION_COLUMNS}, created) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
                 "name=excluded.name, query=excluded.query, channels=excluded.channels, "
                 "throttle_max=excluded.throttle_max, throttle_per=excluded.throttle_per, "
                 "digest_minutes=excluded.digest_minutes, origin=excluded.origin, "
-                "backfill=excluded.backfill", (*row, iso(datetime.now(UTC))))
+                "backfill=excluded.backfill",
+                [(*row[:-1], row[-1] or now, stamp) for row in rows])
             self._bump_subscriptions()
+
+    def remove_subscriptions(self, ids: Iterable[str]) -> int:
+        with self._tx():
+            gone = sum(self.conn.execute("DELETE FROM subscriptions WHERE id=?", (i,)).rowcount for i in ids)
+            if gone:
+                self._bump_subscriptions()
+            return gone
 
     def remove_subscription(self, sub_id: str) -> bool:
         with self._tx():
