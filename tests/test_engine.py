@@ -422,6 +422,20 @@ async def test_reindexing_replaces_also_after_rollover(make_engine):
     assert (await ix.search("الناتو", limit=10)).total == 5
 
 
+async def test_retention_deletes_from_whichever_index_holds_each_article(make_engine):
+    """Retention's delete(ids) on a cluster: across a rollover, ids not in the index are no
+    error, and the rest of the articles stay."""
+    arts = [make_article(f"خبر {i} عن كورسك", f"نص {i}") for i in range(4)]
+    ix = make_engine()
+    await _index_all(ix, arts[:2])
+    await ix.rollover(dsl.rollover_conditions(max_docs=1))
+    await _index_all(ix, arts[2:])
+    await ix.delete([arts[0].id, arts[3].id, "not-indexed-at-all"])
+    await ix.refresh()
+    assert await ix.count() == 2
+    assert _ids(await ix.search("كورسك", limit=10)) == {arts[1].id, arts[2].id}
+
+
 async def test_a_broken_document_fails_alone_and_is_named(make_engine):
     arts = [make_article(f"خبر {i} عن الناتو", f"نص {i}") for i in range(6)]
     bad = arts[3].id
