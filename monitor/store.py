@@ -617,13 +617,17 @@ class Store:
                      "failed": "status = 'pending' AND last_error IS NOT NULL",
                      "sent": "status = 'sent'", "all": "1"}
 
-    def outbox_page(self, state: str, limit: int, before: int | None = None) -> list[tuple]:
+    def outbox_page(self, state: str, limit: int, before: int | None = None,
+                    subscription: str | None = None) -> list[tuple]:
         """(id, delivery id, subscription, article, channel, status, attempts, last error,
-        next attempt, created, sent) newest first; `failed` = still pending after an error."""
+        next attempt, created, sent) newest first; `failed` = still pending after an error;
+        `subscription` keeps one subscription's alerts only."""
+        only = "AND subscription_id = ? " if subscription is not None else ""
+        args = (before if before is not None else 2**63 - 1,) + ((subscription,) if subscription is not None else ())
         return self.conn.execute(
             "SELECT id, delivery_id, subscription_id, article_id, channel, status, attempts, last_error, "
-            f"next_attempt, created, sent FROM outbox WHERE {self.OUTBOX_STATES[state]} AND id < ? "
-            "ORDER BY id DESC LIMIT ?", (before if before is not None else 2**63 - 1, limit)).fetchall()
+            f"next_attempt, created, sent FROM outbox WHERE {self.OUTBOX_STATES[state]} AND id < ? {only}"
+            "ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
 
     def outbox_retry(self, ids: Sequence[int] | None, now: float) -> int:
         """Make failed rows (these, or all) due at once; sent rows are left alone."""

@@ -170,6 +170,10 @@ async def test_outbox_lists_failed_alerts_and_retry_needs_the_service(private):
         item = body["items"][0]
         assert item["state"] == "failed" and item["last_error"] and item["subscription"] == "kursk-watch"
         assert (await c.get("/api/v1/alerts/outbox", params={"state": "sent"})).json()["items"] == []
+        mine = (await c.get("/api/v1/alerts/outbox", params={"subscription": "kursk-watch", "limit": 500})).json()
+        assert len(mine["items"]) == n_alerts and {i["subscription"] for i in mine["items"]} == {"kursk-watch"}
+        none = (await c.get("/api/v1/alerts/outbox", params={"subscription": "someone-else"})).json()
+        assert none["items"] == []
         r = await c.post("/api/v1/alerts/outbox/retry")
         assert r.status_code == 409 and "raqib run" in r.json()["detail"]
     async with Pipeline(private) as p:

@@ -335,7 +335,7 @@ def test_subscription_editor_previews_then_alerts_once(site, page):
     row = page.locator("table.outbox tbody tr").first
     assert "nato-desk" in row.inner_text() and row.get_attribute("class") == "sent"
     page.goto(f"{site.url}/alerts?state=pending")
-    assert "nato-desk" not in page.locator("main").inner_text()
+    assert page.locator("table.outbox tbody tr", has_text="nato-desk").count() == 0
     # paused, it alerts on nothing new; resumed, it does again
     page.goto(f"{site.url}/subscriptions")
     page.locator("tr#sub-nato-desk").get_by_role("button", name="أوقف مؤقتًا").click()
@@ -346,6 +346,25 @@ def test_subscription_editor_previews_then_alerts_once(site, page):
     assert [i["title"] for i in site.receiver.items()[before:] if i["subscription_id"] == "nato-desk"] == [NEW_TITLE]
     page.locator("tr#sub-nato-desk").get_by_role("button", name="استأنف").click()
     page.wait_for_load_state()
+    assert page.locator("tr#sub-nato-desk").get_attribute("class") == "active"
+    # the alert log filtered to this subscription, from its row
+    page.locator("tr#sub-nato-desk").get_by_role("link", name="سجل التنبيهات").click()
+    page.wait_for_load_state()
+    rows = page.locator("table.outbox tbody tr")
+    assert rows.count() >= 1 and all("nato-desk" in rows.nth(i).inner_text() for i in range(rows.count()))
+    page.goto(f"{site.url}/alerts?subscription=no-such-subscription")
+    assert page.locator("table.outbox").count() == 0
+    # edited in the editor: same id, new query, kept active, no duplicate row
+    page.goto(f"{site.url}/subscriptions")
+    page.locator("tr#sub-nato-desk").get_by_role("link", name="عدّل").click()
+    page.wait_for_load_state()
+    assert page.locator("#editor input[name=query]").input_value() == "الناتو"
+    assert page.locator("#editor input[name=id]").count() == 1  # hidden: the id is not editable
+    page.fill("#editor input[name=query]", "الناتو OR كورسك")
+    page.get_by_role("button", name="احفظ").click()
+    page.wait_for_load_state()
+    assert page.locator("tr#sub-nato-desk").count() == 1
+    assert "الناتو OR كورسك" in page.locator("tr#sub-nato-desk").inner_text()
     assert page.locator("tr#sub-nato-desk").get_attribute("class") == "active"
 
 

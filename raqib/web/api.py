@@ -68,8 +68,10 @@ async def tag(ctx: Ctx, doc: Annotated[TagRequest, Body()]) -> dict[str, Any]:
             summary="Alerts in the outbox, newest first: pending, failed (will be retried), sent")
 async def outbox(ctx: Ctx, state: Literal["pending", "failed", "sent", "all"] = "all",
                  limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                 before: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
-    return await queries.outbox(ctx, state, limit, before)
+                 before: Annotated[int | None, Query(ge=1)] = None,
+                 subscription: Annotated[str | None, Query(max_length=200, description="one subscription's alerts")]
+                 = None) -> dict[str, Any]:
+    return await queries.outbox(ctx, state, limit, before, subscription)
 
 
 class RetryRequest(BaseModel):

@@ -499,10 +499,19 @@ async def _subscriptions(p: Page, form: dict | None = None, preview: dict | None
 
 
 @router.get("/subscriptions")
-async def subscriptions_page(request: Request, q: str = "") -> Response:
+async def subscriptions_page(request: Request, q: str = "", edit: str = "") -> Response:
+    """The list and the editor; `edit=ID` opens an existing subscription in the editor."""
     p = await page_of(request)
     if (gate := _gate(p)) is not None:
         return gate
+    if edit:
+        found = await p.ctx.db(subs.load_all, p.ctx.store, [edit[:200]])
+        if not found or found[0].managed_by_file:
+            return await _subscriptions(p, {"query": q}, await _preview(p, q.strip()),
+                                        error=p.t("subs.not_editable", id=edit[:200]), status=404 if not found else 409)
+        s = found[0]
+        form = {"id": s.id, "query": s.query, "channels": list(s.channels), "replace": True}
+        return await _subscriptions(p, form, await _preview(p, s.query))
     return await _subscriptions(p, {"query": q}, await _preview(p, q.strip()))
 
 
@@ -524,14 +533,16 @@ async def subscriptions_save(request: Request) -> Response:
         return refused
     values = {"id": str(form.get("id", "")).strip(), "query": str(form.get("query", "")).strip(),
               "channels": [str(c) for c in form.getlist("channels")]}
+    replace = form.get("replace") == "1"  # the editor opened on an existing subscription
     preview = await _preview(p, values["query"])
     if form.get("action") == "preview" or preview.get("error"):
-        return await _subscriptions(p, values, preview, status=400 if preview.get("error") else 200)
+        return await _subscriptions(p, values | {"replace": replace}, preview,
+                                    status=400 if preview.get("error") else 200)
     if not values["channels"]:
-        return await _subscriptions(p, values, preview, error=p.t("subs.no_channel"), status=400)
-    _, error = await _answer(p, p.ctx.db(subs.create, p.ctx.config, p.ctx.store, values, "web"))
+        return await _subscriptions(p, values | {"replace": replace}, preview, error=p.t("subs.no_channel"), status=400)
+    _, error = await _answer(p, p.ctx.db(subs.create, p.ctx.config, p.ctx.store, values, "web", replace))
     if error:
-        return await _subscriptions(p, values, preview, error=error, status=400)
+        return await _subscriptions(p, values | {"replace": replace}, preview, error=error, status=400)
     return await _subscriptions(p, notice=p.t("subs.saved", id=values["id"]))
 
 
@@ -558,17 +569,26 @@ async def subscriptions_pause(request: Request, sub_id: str, action: str) -> Res
     return await _subscriptions(p, error=error, status=400 if error else 200)
 
 
+FILTER_CHOICES = 200
+
+
 @router.get("/alerts")
-async def alerts_page(request: Request, state: str = "all", before: int | None = None) -> Response:
+async def alerts_page(request: Request, state: str = "all", before: int | None = None,
+                      subscription: str = "") -> Response:
     p = await page_of(request)
     if (gate := _gate(p)) is not None:
         return gate
-    log, error = await _answer(p, queries.outbox(p.ctx, state, OUTBOX_ROWS, before))
+    log, error = await _answer(p, queries.outbox(p.ctx, state, OUTBOX_ROWS, before, subscription[:200] or None))
     if error:
         return render(p, "message.html", 400, message=error)
-    more = ("/alerts?" + urlencode({"state": state, "before": log["next_before"]})) if log["next_before"] else None
+    keep = {"subscription": subscription[:200]} if subscription else {}
+    more = ("/alerts?" + urlencode({"state": state, "before": log["next_before"], **keep})
+            if log["next_before"] else None)
+    ids = [s.id for s in await p.ctx.db(subs.load_all, p.ctx.store)]
+    if len(ids) > FILTER_CHOICES:  # a page stays small: past this, the filter is a text field
+        ids = []
     return render(p, "alerts.html", rows=log["items"], state=state, more=more,
-                  states=queries.OUTBOX_STATES)
+                  states=queries.OUTBOX_STATES, subscription=subscription[:200], subscriptions=ids)
 
 
 # ------------------------------------------------------------------ login, logout, language

@@ -97,12 +97,14 @@ def _ts(v: float | None) -> str | None:
     return datetime.fromtimestamp(v, UTC).isoformat(timespec="seconds") if v else None
 
 
-async def outbox(ctx: WebContext, state: str = "all", limit: int = 50, before: int | None = None) -> dict[str, Any]:
+async def outbox(ctx: WebContext, state: str = "all", limit: int = 50, before: int | None = None,
+                 subscription: str | None = None) -> dict[str, Any]:
     """Alerts in the outbox, newest first: pending (not yet tried), failed (tried, will be
-    retried), sent; `before` pages on with the last id seen."""
+    retried), sent; `before` pages on with the last id seen; `subscription` keeps one
+    subscription's alerts."""
     if state not in OUTBOX_STATES:
         raise Problem(400, "Invalid request", f"unknown state {state!r} ({', '.join(OUTBOX_STATES)})")
-    rows = await ctx.db(ctx.store.outbox_page, state, limit, before)
+    rows = await ctx.db(ctx.store.outbox_page, state, limit, before, subscription or None)
     items = [{"id": i, "delivery_id": d, "subscription": s, "article": a, "channel": c,
               "state": "sent" if st == "sent" else "failed" if err else "pending",
               "attempts": n, "last_error": err, "next_attempt": None if st == "sent" else _ts(nxt),
