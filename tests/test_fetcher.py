@@ -481,7 +481,7 @@ async def test_retries_stop_at_the_deadline(feed_server):
                                 backoff_max=0.1)) as f:
         err, elapsed = await timed_fetch(f, feed_server.url("/flaky"))
     assert isinstance(err, FetchError) and err.status == 500
-    assert elapsed < 2.0
+    assert elapsed < 3.0  # the 1 s deadline plus slack for a loaded machine; without it: ~100 s
     assert 2 <= feed_server.hits["/flaky"] < 1000  # retried, but only while time was left
 
 
