@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ from monitor.config import FeedConfig
 from monitor.store import Store
 from tests.corpus import rss, rss_item
 from tests.e2e_setup import ROOT, write_config
+from tests.helpers import stop_service, wait_until
 
 
 def raqib(*args: str, stdin: str | bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -142,16 +142,6 @@ def test_cli_subscriptions_pause_resume_and_managed_refusals(tmp_path):
     assert raqib("subscriptions", "remove", "s1", *c).returncode == 0
 
 
-async def _wait(pred, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if pred():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def _cli(*args: str) -> int:
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "raqib.cli", *args, cwd=ROOT,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -171,9 +161,9 @@ async def test_running_service_schedules_added_retimes_edited_and_drops_removed_
                                                 cwd=ROOT, stdout=log, stderr=log, env=dict(os.environ))
     log.close()
     try:
-        await _wait(lambda: feed_server.hits["/file.xml"] >= 1, 30, "the file feed's first poll")
+        await wait_until(lambda: feed_server.hits["/file.xml"] >= 1, 30, "the file feed's first poll")
         await _cli("feeds", "add", "added", feed_server.url("/added.xml"), "--config", str(cfg))
-        await _wait(lambda: feed_server.hits["/added.xml"] >= 1, 30, "the added feed's first poll")
+        await wait_until(lambda: feed_server.hits["/added.xml"] >= 1, 30, "the added feed's first poll")
         await asyncio.sleep(1)
         assert feed_server.hits["/added.xml"] == 1  # default interval (600 s): once, until edited
         store = Store(tmp_path / "data" / "raqib.db")
@@ -181,7 +171,7 @@ async def test_running_service_schedules_added_retimes_edited_and_drops_removed_
             feedlist.edit(store, "added", {"interval": 1})  # what the API and pages call
         finally:
             store.close()
-        await _wait(lambda: feed_server.hits["/added.xml"] >= 3, 30, "polls at the edited 1 s interval")
+        await wait_until(lambda: feed_server.hits["/added.xml"] >= 3, 30, "polls at the edited 1 s interval")
         await _cli("feeds", "remove", "added", "--config", str(cfg))
         await asyncio.sleep(4)  # the watcher checks every 2 s; a poll in flight may still finish
         settled = feed_server.hits["/added.xml"]
@@ -190,11 +180,5 @@ async def test_running_service_schedules_added_retimes_edited_and_drops_removed_
         text = (tmp_path / "service.log").read_text(encoding="utf-8")
         assert "feed unscheduled" in text
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_service(proc)
     assert proc.returncode == 0

@@ -16,6 +16,7 @@ from indexers.tantivy_index import TantivyIndex
 from monitor.parser import canonical_link
 from tests.corpus import ant_item, rss, topical_docs
 from tests.e2e_setup import ROOT, write_config
+from tests.helpers import wait_until
 
 N_FEEDS = 12
 PER_FEED = 40
@@ -62,16 +63,6 @@ async def _start(cfg: Path) -> asyncio.subprocess.Process:
         log.close()
 
 
-async def _wait_for(pred, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if pred():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _setup(tmp_path, feed_server, webhook_receiver):
     docs = topical_docs()
     assert len(docs) >= N_FEEDS * PER_FEED
@@ -100,7 +91,7 @@ QUERY = "topic:nato OR topic:kursk OR روسيا"
 async def _finish(cfg, db, total, tmp_path) -> None:
     """Start once more, let all work finish, stop with SIGTERM; check nothing was lost."""
     proc = await _start(cfg)
-    await _wait_for(lambda: _count(db, "SELECT count(*) FROM articles WHERE indexed = 1 AND matched = 1") == total
+    await wait_until(lambda: _count(db, "SELECT count(*) FROM articles WHERE indexed = 1 AND matched = 1") == total
                     and _count(db, "SELECT count(*) FROM outbox WHERE status = 'pending'") == 0
                     and _count(db, "SELECT count(*) FROM outbox") > 0, 90, "all work done")
     proc.send_signal(signal.SIGTERM)
@@ -126,14 +117,14 @@ async def test_kill_mid_ingest_and_stop_mid_delivery_lose_and_repeat_nothing(
 
     # SIGKILL as soon as some, but not all, articles are stored
     proc = await _start(cfg)
-    await _wait_for(lambda: _count(db, "SELECT count(*) FROM articles") > 0, 60, "first articles")
+    await wait_until(lambda: _count(db, "SELECT count(*) FROM articles") > 0, 60, "first articles")
     proc.kill()
     await proc.wait()
     assert 0 < _count(db, "SELECT count(*) FROM articles") < total
 
     # SIGTERM (what `kill` and service managers send) while alerts are going out
     proc = await _start(cfg)
-    await _wait_for(lambda: len(webhook_receiver.deliveries) > 0, 60, "first alerts")
+    await wait_until(lambda: len(webhook_receiver.deliveries) > 0, 60, "first alerts")
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 60) == 0
 
@@ -151,7 +142,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_repeats_only_the_message_i
     so a receiver that deduplicates on X-Raqib-Delivery sees every alert exactly once."""
     cfg, db, total = _setup(tmp_path, feed_server, webhook_receiver)
     proc = await _start(cfg)
-    await _wait_for(lambda: len(webhook_receiver.deliveries) > 3, 60, "alerts going out")
+    await wait_until(lambda: len(webhook_receiver.deliveries) > 3, 60, "alerts going out")
     proc.kill()
     await proc.wait()
     await _finish(cfg, db, total, tmp_path)

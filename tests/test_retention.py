@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from indexers.tantivy_index import TantivyIndex
 from monitor import retention
 from monitor.store import Store
 from tests.e2e_setup import ROOT, write_config
-from tests.helpers import make_article
+from tests.helpers import make_article, stop_service
 
 NOW = datetime.now(UTC)
 
@@ -140,12 +139,7 @@ async def test_the_service_applies_retention_and_db_stats_reports(tmp_path, feed
             await asyncio.sleep(0.2)
         assert count() == 4, (tmp_path / "service.log").read_text()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop_service(proc)
     assert proc.returncode == 0
     text = (tmp_path / "service.log").read_text(encoding="utf-8")
     assert "retention: old articles deleted" in text and "ERROR" not in text, text
