@@ -7,6 +7,16 @@ die() { log "ERROR: $*"; exit 1; }
 # Loopback only, and never through an http_proxy the environment may set.
 http_get() { curl --noproxy '*' -fsS --max-time "${2:-5}" "$1"; }
 
+# A node joins the cluster (transport) before its HTTP layer binds: a joined node's port can
+# still refuse connections for a moment. Retry until $2 seconds have passed.
+http_get_within() {
+  local url=$1 deadline=$((SECONDS + ${2:-60}))
+  until http_get "$url" 5 >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || return 1
+    sleep 0.5
+  done
+}
+
 java_major() {  # prints the feature version of the JDK at $1, e.g. 17
   "$1/bin/java" -XshowSettings:properties -version 2>&1 \
     | sed -n 's/^ *java\.specification\.version = \([0-9.]*\).*/\1/p' | sed 's/^1\.//'

@@ -338,7 +338,7 @@ cmd_start() {
     die "cluster not healthy after ${START_TIMEOUT}s (last health: ${health#TIMEOUT })"
   fi
   for (( i = 1; i < nodes; i++ )); do
-    http_get "http://127.0.0.1:$((http_port + i))/" 30 >/dev/null || die "node-$i does not answer on its http port"
+    http_get_within "http://127.0.0.1:$((http_port + i))/" 60 || die "node-$i does not answer on its http port"
   done
   STARTED=()   # success: the EXIT trap has nothing to clean up
 
