@@ -285,7 +285,8 @@ class Service:
     async def _retention_job(self) -> None:
         p = self.pipeline
         try:
-            await retention.apply(p.db, p.store, p.index, self.config.settings.retention.days)
+            await retention.apply(p.db, p.store, p.index, self.config.settings.retention.days,
+                                  lock=p.drain_lock)
         except asyncio.CancelledError:  # shutdown: every batch deleted so far is committed
             log.info("retention interrupted by shutdown; it runs again at the next start")
         except Exception:

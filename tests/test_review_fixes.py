@@ -1,0 +1,106 @@
+"""Defects found in the review of the merged main (issues #9-#11), each pinned by a test
+that fails without its fix."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from monitor import retention
+from monitor.config import load_config
+from raqib.pipeline import Pipeline
+from raqib.service import Service, run_once
+from monitor.store import Store
+from tests.corpus import rss, rss_item
+from tests.e2e_setup import write_config
+from tests.helpers import make_article
+
+AGE = timedelta(days=40)
+
+
+class _Past(datetime):
+    """The pipeline's clock 40 days ago: a poll then stamps its articles as fetched then."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.now(tz) - AGE
+
+
+async def test_retention_keeps_an_old_article_its_feed_still_carries(tmp_path, feed_server,
+                                                                     webhook_receiver, monkeypatch):
+    """An article older than retention.days that its feed still carries must stay (README:
+    "an old article still in its feed and fetched again stays"): deleting it made the next
+    poll store it anew, and a subscription alerting on old articles got it a second time."""
+    monkeypatch.setenv("RAQIB_TEST_HOOK_SECRET", "x")
+    pub = format_datetime(datetime.now(UTC) - AGE - timedelta(days=1))
+    feed_server.set_feed("/a.xml", rss([rss_item("قمة الناتو", "https://example.org/a1",
+                                                 "اجتماع في لاهاي", pub=pub, guid="g-1")]), etag=False)
+    cfg = load_config(write_config(
+        tmp_path, [("a", feed_server.url("/a.xml"))],
+        channels={"hook": {"type": "webhook", "url": webhook_receiver.url,
+                           "secret_env": "RAQIB_TEST_HOOK_SECRET"}},
+        subscriptions=[{"id": "s", "query": "الناتو", "channels": ["hook"], "backfill": True}]))
+    with monkeypatch.context() as m:
+        m.setattr("raqib.pipeline.datetime", _Past)
+        reports, _, _ = await run_once(cfg)  # 40 days ago
+    assert reports[0].new == 1
+    reports, _, _ = await run_once(cfg)  # today: the feed still carries it
+    assert reports[0].new == 0
+
+    async def db(fn, *a):
+        return fn(*a)
+
+    store = Store(cfg.data_dir / "raqib.db")
+    try:
+        async with Pipeline(cfg, workers=0) as p:
+            rep = await retention.apply(db, store, p.index, 30)
+    finally:
+        store.close()
+    assert rep.articles == 0
+    reports, _, _ = await run_once(cfg)
+    assert reports[0].new == 0
+    assert len(webhook_receiver.items()) == 1
+
+
+async def test_retention_waits_for_a_drain_so_the_index_keeps_no_deleted_article(tmp_path):
+    """Retention deletes a batch from the index, then from the store. A drain that read the
+    batch as queued and added it in between left documents in the index whose rows were gone
+    (counted by every search, never shown, never deleted)."""
+    cfg = load_config(write_config(tmp_path, [], settings={"retention": {"days": 30}}))
+    now = datetime.now(UTC)
+    arts = [replace(make_article(f"قمة الناتو {i}", "اجتماع في لاهاي", link=f"https://n.example.org/{i}",
+                                 published=now - AGE), fetched=now - AGE) for i in range(20)]
+    async with Pipeline(cfg, workers=0) as p:
+        await p.db(p.store.ingest, arts, [], {}, None)
+        adding, index_deleted, added = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        add, delete = p.index.add, p.index.delete
+
+        async def wait(event):  # a chance for the other side to act, not a deadline
+            try:
+                await asyncio.wait_for(event.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+        async def slow_add(articles):  # the drain read the batch as queued, then adds it...
+            adding.set()
+            await wait(index_deleted)  # ...after retention deleted it from the index
+            await add(articles)
+            added.set()
+
+        async def slow_delete(ids):  # retention: the index, then (after the add) the store
+            await delete(ids)
+            index_deleted.set()
+            await wait(added)
+
+        p.index.add, p.index.delete = slow_add, slow_delete
+        service = Service(cfg)
+        service.pipeline = p
+        drain = asyncio.create_task(p.drain())
+        await adding.wait()
+        await service._retention_job()
+        await drain
+        await p.drain()
+        assert await p.db(p.store.count) == 0
+        assert await p.index.count() == 0
