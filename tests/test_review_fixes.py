@@ -104,3 +104,22 @@ async def test_retention_waits_for_a_drain_so_the_index_keeps_no_deleted_article
         await p.drain()
         assert await p.db(p.store.count) == 0
         assert await p.index.count() == 0
+
+
+def test_a_facet_link_narrows_a_query_with_or():
+    """A facet link is the query AND the facet value; appended bare to `a OR b`, the value
+    bound to `b` alone (AND binds tighter), so the page it led to held articles outside the
+    facet and its total was not the count shown beside the link."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from monitor.analysis import analyzed_doc
+    from monitor.query import evaluate, parse
+    from raqib.web.pages import _refine
+
+    outside = make_article("هجوم في كورسك", "قصف على المدينة", topics=())
+    for q in ("كورسك OR الناتو", "كورسك الناتو", "كورسك"):
+        narrowed = parse_qs(urlsplit(_refine(q, "topic", "kursk")).query)["q"][0]
+        assert not evaluate(parse(narrowed), analyzed_doc(outside)), narrowed
+    assert evaluate(parse("كورسك OR الناتو"), analyzed_doc(outside))  # it is in the query's results
+    # a query without OR keeps its plain form in the link
+    assert parse_qs(urlsplit(_refine("كورسك", "topic", "kursk")).query)["q"] == ["كورسك topic:kursk"]
