@@ -123,3 +123,28 @@ def test_a_facet_link_narrows_a_query_with_or():
     assert evaluate(parse("كورسك OR الناتو"), analyzed_doc(outside))  # it is in the query's results
     # a query without OR keeps its plain form in the link
     assert parse_qs(urlsplit(_refine("كورسك", "topic", "kursk")).query)["q"] == ["كورسك topic:kursk"]
+
+
+async def test_api_accepts_a_source_the_cli_accepts_a_feed_added_in_the_database(tmp_path):
+    """`source:ID` of a feed added with `feeds add`, the API or the pages (no article stored
+    yet): `raqib search` took it, the API and pages refused it as an unknown source (they
+    checked feeds.yaml's feeds and stored sources only)."""
+    from alerts.subscriptions import known_sources
+    from indexers.tantivy_index import TantivyIndex
+    from monitor import feedlist
+    from raqib.cli import check_query
+    from raqib.web import queries
+    from raqib.web.context import WebContext
+
+    cfg = load_config(write_config(tmp_path, [("a", "http://127.0.0.1:9/a.xml")]))
+    db = cfg.data_dir / "raqib.db"
+    store = Store(db)
+    feedlist.add(store, {"id": "newsdesk", "url": "http://127.0.0.1:9/n.xml"})
+    check_query(cfg, "source:newsdesk", known_sources(cfg, store))  # the CLI takes it
+    ctx = WebContext(cfg, store, TantivyIndex(db))
+    try:
+        await queries.checked(ctx, "source:newsdesk")
+        assert (await queries.search(ctx, "source:newsdesk"))["total"] == 0
+    finally:
+        await ctx.index.close()
+        ctx.close()
