@@ -148,3 +148,45 @@ async def test_api_accepts_a_source_the_cli_accepts_a_feed_added_in_the_database
     finally:
         await ctx.index.close()
         ctx.close()
+
+
+async def test_loopback_api_refuses_writes_a_page_from_another_site_sends(tmp_path):
+    """On loopback a request without a token acts as admin, for the local user. A page on any
+    other site, open in that user's browser, could send the same POST (a "simple" request
+    needs no CORS permission: text/plain OPML to /feeds/import, bodiless pause/disable/test);
+    the browser says where it comes from (Origin, Sec-Fetch-Site), and such a write now needs
+    a token. curl and the pages themselves (same origin) are served as before."""
+    import httpx
+
+    from indexers.tantivy_index import TantivyIndex
+    from monitor import feedlist
+    from raqib.web.app import create_app
+    from raqib.web.context import WebContext
+
+    cfg = load_config(write_config(tmp_path, [("a", "http://127.0.0.1:9/a.xml")]))
+    db = cfg.data_dir / "raqib.db"
+    ctx = WebContext(cfg, Store(db), TantivyIndex(db))
+    opml = (b'<?xml version="1.0"?><opml version="2.0"><head/><body>'
+            b'<outline type="rss" text="x" xmlUrl="http://127.0.0.1:9/%s.xml"/></body></opml>')
+    base = "http://127.0.0.1:8321"
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url=base) as c:
+            plain = {"Content-Type": "text/plain"}
+            r = await c.post("/api/v1/feeds/import", content=opml % b"evil",
+                             headers={**plain, "Origin": "https://evil.example"})
+            assert r.status_code == 403 and "token" in r.json()["detail"]
+            r = await c.post("/api/v1/feeds/a/disable", headers={"Sec-Fetch-Site": "cross-site"})
+            assert r.status_code == 403
+            r = await c.post("/api/v1/feeds/import", content=opml % b"null", headers={**plain, "Origin": "null"})
+            assert r.status_code == 403
+            assert ctx.db_sync(feedlist.load, ctx.store) == []
+            # the same origin (the pages' own scripts) and clients that are not browsers
+            r = await c.post("/api/v1/feeds/import", content=opml % b"same",
+                             headers={"Origin": base, "Sec-Fetch-Site": "same-origin"})
+            assert r.status_code == 200, r.text
+            r = await c.post("/api/v1/feeds/import", content=opml % b"curl")
+            assert r.status_code == 200, r.text
+            assert (await c.get("/api/v1/topics", headers={"Origin": "https://evil.example"})).status_code == 200
+    finally:
+        await ctx.index.close()
+        ctx.close()
