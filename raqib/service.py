@@ -295,6 +295,8 @@ class Service:
     def _retime(self, feed: FeedConfig, report: FeedReport) -> None:
         if report.next_due is None or self.stop.is_set():
             return
+        if getattr(self, "_feeds", {}).get(feed.id, feed) != feed:
+            return  # edited while this poll was in flight: the watcher has re-timed its job
         job = self.scheduler.get_job(feed.id)
         if job is None:
             return

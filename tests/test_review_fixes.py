@@ -190,3 +190,33 @@ async def test_loopback_api_refuses_writes_a_page_from_another_site_sends(tmp_pa
     finally:
         await ctx.index.close()
         ctx.close()
+
+
+async def test_a_poll_in_flight_does_not_undo_an_interval_edited_meanwhile(tmp_path):
+    """The feed-list watcher re-times an edited feed at once; the poll that was in flight
+    then re-timed the job from the old feed's interval, so the edit waited a whole old
+    interval (an hour's feed set to a minute polled again only after the hour)."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from raqib.pipeline import FeedReport
+
+    cfg = load_config(write_config(tmp_path, [("a", "http://127.0.0.1:9/a.xml")]))
+    old = cfg.feeds[0].model_copy(update={"interval": 3600.0})
+    new = old.model_copy(update={"interval": 60.0})
+    service = Service(cfg)
+    service.scheduler = AsyncIOScheduler(timezone=UTC)
+    service.scheduler.start(paused=True)
+    try:
+        now = datetime.now(UTC)
+        service._feeds = {"a": old}
+        service._schedule(old, None, now, 1)
+        # the watcher sees the edit while the old feed's poll is in flight...
+        service._feeds = {"a": new}
+        service._schedule(new, None, now, 1)
+        # ...and that poll ends with the old interval's next due time
+        service._retime(old, FeedReport("a", old.url, "ok", next_due=now + timedelta(seconds=3600)))
+        job = service.scheduler.get_job("a")
+        assert job.trigger.interval == timedelta(seconds=60)
+        assert job.args[0] == new
+    finally:
+        service.scheduler.shutdown(wait=False)
