@@ -9,6 +9,7 @@ file system (see Store.compact). The service runs this daily."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,24 +29,27 @@ class RetentionReport:
 
 
 async def apply(db, store: Store, index, days: float, now: datetime | None = None,
-                batch: int = 1000) -> RetentionReport:
-    """Delete what is older than `days`; `db` runs a store call off the loop (Pipeline.db)."""
+                batch: int = 1000, lock=None) -> RetentionReport:
+    """Delete what is older than `days`; `db` runs a store call off the loop (Pipeline.db).
+    `lock` (the pipeline's drain lock) is held for each batch: a drain that read the batch as
+    queued must not add it to the index between its deletion there and in the store."""
     report = RetentionReport()
     if not days:
         return report
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
     while True:
-        ids = await db(store.articles_older_than, cutoff, batch)
-        if not ids:
-            break
-        try:
-            await index.delete(ids)
-        except IndexError_ as e:
-            report.error = str(e)[:500]
-            log.error("retention: the index refused deletions; the articles stay until the next run",
-                      extra={"error": report.error})
-            break
-        arts, alerts = await db(store.delete_articles, ids)
+        async with lock or contextlib.nullcontext():
+            ids = await db(store.articles_older_than, cutoff, batch)
+            if not ids:
+                break
+            try:
+                await index.delete(ids)
+            except IndexError_ as e:
+                report.error = str(e)[:500]
+                log.error("retention: the index refused deletions; the articles stay until the next run",
+                          extra={"error": report.error})
+                break
+            arts, alerts = await db(store.delete_articles, ids)
         report.articles += arts
         report.alerts += alerts
         if len(ids) < batch:

@@ -22,7 +22,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.models import Article, FeedState, Match
@@ -120,6 +120,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+SEEN_EVERY = 3600.0  # seconds: how stale an article's `fetched` may get while its feed carries it
 INDEX_DEAD = 2  # `indexed` value of an article the index refused MAX_INDEX_ATTEMPTS times
 
 
@@ -302,12 +303,23 @@ class Store:
         return self._lookup("link_key", "id", link_keys)
 
     def ingest(self, new: Sequence[Article], updated: Sequence[Article], link_keys: dict[str, str],
-               feed_state: FeedState | None, backfill: bool = False) -> None:
+               feed_state: FeedState | None, backfill: bool = False, seen: Iterable[str] = (),
+               seen_at: datetime | None = None) -> None:
         """Store new and changed articles and the feed's state in one transaction.
 
         `backfill` marks new articles as a feed's back catalogue (found on its first successful
-        fetch): stored, indexed and searchable, but they alert only where a subscription asks."""
+        fetch): stored, indexed and searchable, but they alert only where a subscription asks.
+        `seen`: stored articles the feed still carries; their `fetched` moves to `seen_at`
+        (at most once per SEEN_EVERY, each is a row write) so retention keeps them: deleted,
+        the next poll would store them anew."""
         with self._tx():
+            if seen_at is not None:
+                ids, at = list(seen), iso(seen_at)
+                before = iso(seen_at - timedelta(seconds=SEEN_EVERY))
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    self.conn.execute(f"UPDATE articles SET fetched = ? WHERE fetched < ? AND id IN "
+                                      f"({','.join('?' * len(chunk))})", (at, before, *chunk))
             # Stamped inside the write lock, as subscriptions are: transactions are serialized,
             # so a subscription saved while this ingest waited counts as older than its articles.
             stored = time.time()

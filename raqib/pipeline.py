@@ -280,6 +280,7 @@ class Pipeline:
         self.subscriptions: dict[str, Subscription] = {}
         self._subs_version: tuple | None = None
         self._drain_lock = asyncio.Lock()
+        self.drain_lock = self._drain_lock  # retention holds it per batch (monitor.retention.apply)
         self._percolator = hasattr(self.index, "percolate")
         self._keys: dict[str, Wanted] = {}
         self._worker_id: str | None = None
@@ -386,7 +387,8 @@ class Pipeline:
         d = decide(articles, known, by_link)
         new_state = replace(state_after(d), seeded=True)
         first = not self.store.feed_state(new_state.url).seeded
-        self.store.ingest(d.new, d.updated, d.link_keys, new_state, backfill=first)
+        self.store.ingest(d.new, d.updated, d.link_keys, new_state, backfill=first,
+                          seen=set(known) | set(by_link.values()), seen_at=new_state.last_fetched)
         if not self._percolator:  # the drain reads them back from the store: with their analysis
             remember(d.new)
             remember(d.updated)

@@ -285,7 +285,8 @@ class Service:
     async def _retention_job(self) -> None:
         p = self.pipeline
         try:
-            await retention.apply(p.db, p.store, p.index, self.config.settings.retention.days)
+            await retention.apply(p.db, p.store, p.index, self.config.settings.retention.days,
+                                  lock=p.drain_lock)
         except asyncio.CancelledError:  # shutdown: every batch deleted so far is committed
             log.info("retention interrupted by shutdown; it runs again at the next start")
         except Exception:
@@ -294,6 +295,8 @@ class Service:
     def _retime(self, feed: FeedConfig, report: FeedReport) -> None:
         if report.next_due is None or self.stop.is_set():
             return
+        if getattr(self, "_feeds", {}).get(feed.id, feed) != feed:
+            return  # edited while this poll was in flight: the watcher has re-timed its job
         job = self.scheduler.get_job(feed.id)
         if job is None:
             return

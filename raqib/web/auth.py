@@ -9,6 +9,7 @@ scope of a token it verified; that counts as the token."""
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
@@ -48,13 +49,31 @@ async def scope_of(request: Request) -> str | None:
     return scope
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def from_another_site(request: Request) -> bool:
+    """A browser sent this for a page of another origin (it names the page's origin, or
+    says cross-site); curl and other clients send neither header."""
+    if request.headers.get("sec-fetch-site", "") in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+
+
 def require_scope(scope: Scope):
     async def dependency(request: Request) -> None:
         ctx = request.app.state.ctx
         have = await scope_of(request)
         if have is None:
             if not ctx.config.settings.web.tokens_required:
-                return None  # loopback: whoever can reach the port is the local user
+                # loopback: whoever can reach the port is the local user, but not a page of
+                # another site open in their browser (it may send a write, "simple" requests
+                # need no CORS permission)
+                if request.method not in SAFE_METHODS and from_another_site(request):
+                    raise Problem(403, "Forbidden", "a write sent by a page of another site needs an "
+                                  "API token (`Authorization: Bearer <token>`)")
+                return None
             raise Problem(401, "Unauthorized", "this server requires an API token: "
                           "send `Authorization: Bearer <token>` (create one with `raqib tokens create`)",
                           headers={"WWW-Authenticate": "Bearer"})

@@ -37,6 +37,7 @@ from markupsafe import Markup, escape
 from alerts import subscriptions as subs
 from monitor import feedlist
 from monitor.errors import QueryError, RaqibError
+from monitor.query import Or, parse
 from raqib.web import auth, i18n, queries
 from raqib.web.problems import Problem
 from raqib.web.tokens import grants
@@ -318,6 +319,8 @@ async def _answer(p: Page, call):
 def _refine(q: str, kind: str, value: str) -> str:
     """The query narrowed by one facet value (a link in the facet list)."""
     field = {"topic": "topic", "source": "source", "language": "lang", "day": "date"}[kind]
+    if isinstance(parse(q), Or):  # AND binds tighter: `a OR b topic:x` would narrow only b
+        q = f"({q})"
     return "/search?" + urlencode({"q": f"{q} {field}:{value}", "sort": "date"})
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from alerts.subscriptions import known_sources
 from monitor.analysis import analysis_of, analyzed_doc
 from monitor.errors import QueryError
 from monitor.hits import hit_json
@@ -26,15 +27,15 @@ OUTBOX_STATES = ("pending", "failed", "sent", "all")
 
 async def checked(ctx: WebContext, query: str) -> Node:
     """The parsed query, refused (QueryError → 400) when it names a topic or source that does
-    not exist. Configured feeds are checked first; the stored sources (old feeds' articles stay
-    reachable) only when that fails, since listing them reads the whole article table."""
+    not exist. Configured feeds are checked first; when that fails, the sources `raqib search`
+    knows too (feeds listed in the database, and stored sources: old feeds' articles stay
+    reachable)."""
     node = parse(query)
     topics = [t.id for t in ctx.config.topics]
-    feeds = [f.id for f in ctx.config.feeds]
     try:
-        validate(node, topics, feeds)
+        validate(node, topics, [f.id for f in ctx.config.feeds])
     except QueryError:
-        validate(node, topics, feeds + await ctx.db(ctx.store.sources))
+        validate(node, topics, await ctx.db(known_sources, ctx.config, ctx.store))
     return node
 
 
