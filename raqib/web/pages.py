@@ -332,7 +332,11 @@ async def home(request: Request) -> Response:
 @router.get("/static/{name}")
 async def static(name: str) -> Response:
     path = STATIC / name
-    if "/" in name or name.startswith(".") or not path.is_file():
+    try:
+        found = "/" not in name and not name.startswith(".") and path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL
+        found = False
+    if not found:
         return Response(status_code=404)
     return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
 
