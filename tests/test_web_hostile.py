@@ -129,3 +129,22 @@ async def test_arabic_subscription_id_round_trips_through_the_path(private):
         assert (await c.get("/api/v1/subscriptions/كورسك-عاجل")).json()["query"] == "topic:kursk"
         assert (await c.get("/feeds/subscriptions/كورسك-عاجل.atom")).status_code == 200
         assert (await c.delete("/api/v1/subscriptions/كورسك-عاجل")).status_code == 204
+
+
+async def test_a_request_body_over_the_limit_is_413_problem_json(master):
+    """Without a cap, a client made the server hold any size of JSON (or spool any size of
+    multipart to disk) before a handler could refuse it."""
+    from raqib.web.app import MAX_BODY
+
+    async def chunks():
+        for _ in range(MAX_BODY // 2**20 + 2):
+            yield b"x" * 2**20
+
+    async with serving(load_config(master / "config")) as c:
+        for url in ("/api/v1/topics/tag", "/feeds/import", "/login"):
+            r = await c.post(url, content=b"x" * (MAX_BODY + 1), headers={"content-type": "application/json"})
+            assert "limited" in assert_problem(r, 413)["detail"], url
+        r = await c.post("/api/v1/topics/tag", content=chunks(), headers={"content-type": "application/json"})
+        assert "limited" in assert_problem(r, 413)["title"]
+        ok = await c.post("/api/v1/topics/tag", json={"text": "سقوط الطائرة قرب كورسك"})
+        assert ok.status_code == 200 and "kursk" in ok.json()["topics"]

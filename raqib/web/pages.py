@@ -215,9 +215,9 @@ async def _posted(request: Request, admin: bool = False) -> tuple[Page, Any, Res
     """The page, its posted form, and (when it is refused) the page saying why: a bad CSRF
     token, no login on a server that needs one, or (`admin`) a read-only token."""
     p = await page_of(request)
+    if admin and not p.may_read:  # before reading the body: an anonymous upload is not parsed
+        return p, {}, _gate(p)
     form = await request.form()
-    if admin and not p.may_read:
-        return p, form, _gate(p)
     if not _csrf_ok(p, form):
         return p, form, render(p, "message.html", 403, message=p.t("error.csrf"))
     if admin and not p.may_admin:
