@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,20 @@ def refuse_managed(config: Config, store: Store, sub_id: str, what: str) -> Subs
     return mine
 
 
+def bad_id(sub_id: str) -> str | None:
+    """Why an id given through the API, the pages or the CLI cannot name a subscription: each
+    is a URL path segment (/api/v1/subscriptions/<id>), so no slash (it could never be reached
+    to edit or remove), and no control or format character (NUL, bidi overrides) that would
+    hide what it says in a list. None when it is fine (Arabic letters are)."""
+    if not sub_id.strip() or sub_id != sub_id.strip():
+        return "must not be empty or start or end with a space"
+    if "/" in sub_id or "\\" in sub_id:
+        return "must not contain '/' or '\\'"
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in sub_id):
+        return "must not contain control or invisible formatting characters"
+    return None
+
+
 def validated(config: Config, values: dict[str, Any], known_sources: Iterable[str] = ()) -> SubscriptionConfig:
     """A subscription from user input under the same rules as alerts.yaml (query, throttle and
     digest bounds, channels that exist, topics and sources that exist); one line when not."""
@@ -136,6 +151,8 @@ def validated(config: Config, values: dict[str, Any], known_sources: Iterable[st
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "subscription"
         raise SubscriptionError("invalid", f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+    if why := bad_id(c.id):
+        raise SubscriptionError("invalid", f"id: {why}")
     unknown = [ch for ch in c.channels if ch not in config.alerts.channels]
     if unknown:
         raise SubscriptionError("invalid", f"channels: unknown channel {unknown[0][:40]!r}; channels in {FILE}: "

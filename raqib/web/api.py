@@ -68,7 +68,7 @@ async def tag(ctx: Ctx, doc: Annotated[TagRequest, Body()]) -> dict[str, Any]:
             summary="Alerts in the outbox, newest first: pending, failed (will be retried), sent")
 async def outbox(ctx: Ctx, state: Literal["pending", "failed", "sent", "all"] = "all",
                  limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                 before: Annotated[int | None, Query(ge=1)] = None,
+                 before: Annotated[int | None, Query(ge=1, le=queries.MAX_ROWID)] = None,
                  subscription: Annotated[str | None, Query(max_length=200, description="one subscription's alerts")]
                  = None) -> dict[str, Any]:
     return await queries.outbox(ctx, state, limit, before, subscription)
@@ -98,7 +98,8 @@ async def stream(request: Request, ctx: Ctx, q: Q) -> StreamingResponse:
     `Last-Event-ID` resumes after the last article a client saw."""
     node = await queries.checked(ctx, q)
     last = request.headers.get("last-event-id", "")
-    after = int(last) if last.isdigit() and len(last) < 19 else await ctx.db(ctx.store.max_rowid)
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+    after = int(last) if last.isascii() and last.isdigit() and len(last) < 19 else await ctx.db(ctx.store.max_rowid)
 
     async def events():
         nonlocal after

@@ -3,6 +3,7 @@ and a JSON Feed 1.1, newest articles first, like Google Alerts' feed output."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from alerts.subscriptions import load_all
 from raqib.web import queries
 from raqib.web.auth import require_scope
 from raqib.web.context import WebContext, ctx_dep
+from raqib.web.pages import safe_link
 from raqib.web.problems import Problem
 
 router = APIRouter(prefix="/feeds", tags=["feeds"], dependencies=[Depends(require_scope("read"))])
@@ -27,32 +29,43 @@ async def _latest(ctx: WebContext, query: str, limit: int) -> list[dict[str, Any
     return page["hits"]
 
 
+# What XML 1.0 cannot carry at all (lxml refuses it): C0 controls but tab/LF/CR, lone
+# surrogates, U+FFFE/U+FFFF. A query, a subscription's name or a feed's text may hold them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _x(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def atom(title: str, self_url: str, feed_id: str, hits: list[dict[str, Any]]) -> bytes:
     fg = FeedGenerator()
-    fg.id(feed_id)
-    fg.title(title)
-    fg.link(href=self_url, rel="self")
+    fg.id(_x(feed_id))
+    fg.title(_x(title))
+    fg.link(href=_x(self_url), rel="self")
     fg.generator("Raqib")
     fg.updated(max((h["published"] for h in hits), default=None) or datetime.now(UTC))
     for h in reversed(hits):  # feedgen puts each new entry first
         e = fg.add_entry()
-        e.id(f"urn:raqib:article:{h['id']}")
-        e.title(h["title"] or h["link"] or h["id"])
-        if h["link"]:
-            e.link(href=h["link"], rel="alternate")
+        e.id(_x(f"urn:raqib:article:{h['id']}"))
+        e.title(_x(h["title"] or h["link"] or h["id"]))
+        if link := safe_link(h["link"]):  # a javascript: link would be clickable in a reader
+            e.link(href=_x(link), rel="alternate")
+        else:  # Atom wants an alternate link or a content element (feedgen raises without)
+            e.content(_x(h["snippet"]["text"] or h["title"] or h["id"]), type="text")
         e.published(h["published"])
         e.updated(h["published"])
-        e.author(name=h["source"])
+        e.author(name=_x(h["source"]))
         if h["snippet"]["text"]:
-            e.summary(h["snippet"]["text"])
+            e.summary(_x(h["snippet"]["text"]))
         for t in h["topics"]:
-            e.category(term=t)
+            e.category(term=_x(t))
     return fg.atom_str(pretty=True)
 
 
 def json_feed(title: str, self_url: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
     return {"version": "https://jsonfeed.org/version/1.1", "title": title, "feed_url": self_url,
-            "items": [{"id": f"urn:raqib:article:{h['id']}", "url": h["link"] or None, "title": h["title"],
+            "items": [{"id": f"urn:raqib:article:{h['id']}", "url": safe_link(h["link"]), "title": h["title"],
                        "content_text": h["snippet"]["text"] or h["title"], "date_published": h["published"],
                        "authors": [{"name": h["source"]}], "tags": h["topics"], "language": h["language"],
                        "_raqib": h} for h in hits]}

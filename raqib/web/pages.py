@@ -216,9 +216,9 @@ async def _posted(request: Request, admin: bool = False) -> tuple[Page, Any, Res
     """The page, its posted form, and (when it is refused) the page saying why: a bad CSRF
     token, no login on a server that needs one, or (`admin`) a read-only token."""
     p = await page_of(request)
+    if admin and not p.may_read:  # before reading the body: an anonymous upload is not parsed
+        return p, {}, _gate(p)
     form = await request.form()
-    if admin and not p.may_read:
-        return p, form, _gate(p)
     if not _csrf_ok(p, form):
         return p, form, render(p, "message.html", 403, message=p.t("error.csrf"))
     if admin and not p.may_admin:
@@ -335,7 +335,11 @@ async def home(request: Request) -> Response:
 @router.get("/static/{name}")
 async def static(name: str) -> Response:
     path = STATIC / name
-    if "/" in name or name.startswith(".") or not path.is_file():
+    try:
+        found = "/" not in name and not name.startswith(".") and path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL
+        found = False
+    if not found:
         return Response(status_code=404)
     return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from raqib.web.context import WebContext
 
 MAX_LIMIT = 100
+MAX_ROWID = 2**63 - 1
 OUTBOX_STATES = ("pending", "failed", "sent", "all")
 
 
@@ -105,6 +106,8 @@ async def outbox(ctx: WebContext, state: str = "all", limit: int = 50, before: i
     subscription's alerts."""
     if state not in OUTBOX_STATES:
         raise Problem(400, "Invalid request", f"unknown state {state!r} ({', '.join(OUTBOX_STATES)})")
+    if before is not None and not 1 <= before <= MAX_ROWID:  # SQLite integers are 64-bit
+        raise Problem(400, "Invalid request", f"before: an outbox id between 1 and {MAX_ROWID}")
     rows = await ctx.db(ctx.store.outbox_page, state, limit, before, subscription or None)
     items = [{"id": i, "delivery_id": d, "subscription": s, "article": a, "channel": c,
               "state": "sent" if st == "sent" else "failed" if err else "pending",
