@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from monitor.redact import redact_text
 
-_STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# uvicorn adds `color_message` (its message with ANSI colours) to its records: not an extra.
+_STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 
 
 def _extras(record: logging.LogRecord) -> dict:
